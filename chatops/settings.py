@@ -1,0 +1,202 @@
+"""Settings read once from the environment into a frozen object.
+
+The variable names are a contract (see the README's configuration table). Validation collects every problem and
+raises one :class:`~chatops.errors.ConfigError` with a line per problem, so a broken deployment says everything
+that is wrong at once. Secrets are kept in :class:`Secret`, whose ``repr`` never shows the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from chatops.errors import ConfigError
+
+__all__ = ["Secret", "Settings"]
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret string; printing it shows ``'***'``."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+def _addr(value: str, name: str, problems: list[str]) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        problems.append(f"{name} must look like HOST:PORT (e.g. 127.0.0.1:8080), got {value!r}")
+        return "127.0.0.1", 8080
+    return host, int(port)
+
+
+def _url(value: str, name: str, schemes: tuple[str, ...], problems: list[str]) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not (parsed.netloc or parsed.scheme == "file"):
+        problems.append(f"{name} must be a {' or '.join(s + '://' for s in schemes)} URL, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything chatops reads from its environment."""
+
+    slack_bot_token: Secret | None
+    slack_app_token: Secret | None
+    slack_api_url: str
+    pagerduty_api_key: Secret | None
+    pagerduty_from: str | None
+    pagerduty_api_url: str
+    pagerduty_webhook_secrets: tuple[Secret, ...]
+    database_url: Secret | None
+    data_dir: Path
+    archive_url: str
+    prometheus_url: str | None
+    zoom_account_id: str | None
+    zoom_client_id: str | None
+    zoom_client_secret: Secret | None
+    zoom_api_url: str
+    zoom_oauth_url: str
+    statuspage_api_url: str
+    statuspage_api_key: Secret | None
+    statuspage_page_id: str | None
+    jira_url: str | None
+    jira_email: str | None
+    jira_api_token: Secret | None
+    k8s_audit_token: Secret | None
+    http_host: str
+    http_port: int
+    public_url: str
+    policy_dir: Path
+    commands_dir: Path
+    runbooks_dir: Path
+    log_level: str = "INFO"
+
+    @property
+    def pagerduty_enabled(self) -> bool:
+        """PagerDuty is on when an API key is configured."""
+        return self.pagerduty_api_key is not None
+
+    @property
+    def zoom_enabled(self) -> bool:
+        """Zoom is on when all three Server-to-Server OAuth settings are present."""
+        return bool(self.zoom_account_id and self.zoom_client_id and self.zoom_client_secret)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, require_slack: bool = True) -> Settings:
+        """Read and validate settings; raise ConfigError listing every problem."""
+        env = dict(os.environ if env is None else env)
+        problems: list[str] = []
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def secret(name: str) -> Secret | None:
+            value = get(name)
+            return Secret(value) if value else None
+
+        bot = secret("SLACK_BOT_TOKEN")
+        app = secret("SLACK_APP_TOKEN")
+        if require_slack:
+            if bot is None:
+                problems.append("SLACK_BOT_TOKEN is required (the xoxb-… bot token from OAuth & Permissions)")
+            if app is None:
+                problems.append("SLACK_APP_TOKEN is required (the xapp-… app-level token with connections:write)")
+        if bot is not None and not bot.value.startswith("xoxb-"):
+            problems.append("SLACK_BOT_TOKEN must start with xoxb-")
+        if app is not None and not app.value.startswith("xapp-"):
+            problems.append("SLACK_APP_TOKEN must start with xapp-")
+
+        slack_api_url = _url(get("SLACK_API_URL") or "https://slack.com/api/", "SLACK_API_URL",
+                             ("https", "http"), problems)
+        if not slack_api_url.endswith("/"):
+            slack_api_url += "/"
+
+        pd_key = secret("PAGERDUTY_API_KEY")
+        pd_from = get("PAGERDUTY_FROM")
+        if pd_key is not None and (pd_from is None or "@" not in pd_from):
+            problems.append("PAGERDUTY_FROM must be the email of a PagerDuty user when PAGERDUTY_API_KEY is set")
+        pd_url = _url(get("PAGERDUTY_API_URL") or "https://api.pagerduty.com", "PAGERDUTY_API_URL",
+                      ("https",), problems).rstrip("/")
+        webhook_secrets = tuple(Secret(s.strip()) for s in (get("PAGERDUTY_WEBHOOK_SECRETS") or "").split(",")
+                                if s.strip())
+
+        database_url = secret("DATABASE_URL")
+        if database_url is not None and urlparse(database_url.value).scheme not in ("postgres", "postgresql"):
+            problems.append("DATABASE_URL must be a postgresql:// DSN")
+
+        data_dir = Path(get("CHATOPS_DATA_DIR") or "./.chatops").resolve()
+        archive_url = get("ARCHIVE_URL") or f"file://{data_dir / 'archive'}"
+        _url(archive_url, "ARCHIVE_URL", ("s3", "file"), problems)
+
+        prometheus_url = get("PROMETHEUS_URL")
+        if prometheus_url is not None:
+            _url(prometheus_url, "PROMETHEUS_URL", ("http", "https"), problems)
+
+        zoom_account, zoom_client, zoom_secret = (get("ZOOM_ACCOUNT_ID"), get("ZOOM_CLIENT_ID"),
+                                                  secret("ZOOM_CLIENT_SECRET"))
+        zoom_given = [n for n, v in (("ZOOM_ACCOUNT_ID", zoom_account), ("ZOOM_CLIENT_ID", zoom_client),
+                                     ("ZOOM_CLIENT_SECRET", zoom_secret)) if v]
+        if zoom_given and len(zoom_given) != 3:
+            missing = {"ZOOM_ACCOUNT_ID", "ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET"} - set(zoom_given)
+            problems.append(f"Zoom is half-configured: also set {', '.join(sorted(missing))} (or unset all three)")
+        zoom_api = _url(get("ZOOM_API_URL") or "https://api.zoom.us/v2", "ZOOM_API_URL",
+                        ("https", "http"), problems).rstrip("/")
+        zoom_oauth = _url(get("ZOOM_OAUTH_URL") or "https://zoom.us/oauth/token", "ZOOM_OAUTH_URL",
+                          ("https", "http"), problems)
+
+        host, port = _addr(get("CHATOPS_HTTP_ADDR") or "127.0.0.1:8080", "CHATOPS_HTTP_ADDR", problems)
+        public_url = (get("CHATOPS_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
+        _url(public_url, "CHATOPS_PUBLIC_URL", ("http", "https"), problems)
+
+        log_level = (get("CHATOPS_LOG_LEVEL") or "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append("CHATOPS_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
+
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            slack_bot_token=bot,
+            slack_app_token=app,
+            slack_api_url=slack_api_url,
+            pagerduty_api_key=pd_key,
+            pagerduty_from=pd_from,
+            pagerduty_api_url=pd_url,
+            pagerduty_webhook_secrets=webhook_secrets,
+            database_url=database_url,
+            data_dir=data_dir,
+            archive_url=archive_url,
+            prometheus_url=prometheus_url,
+            zoom_account_id=zoom_account,
+            zoom_client_id=zoom_client,
+            zoom_client_secret=zoom_secret,
+            zoom_api_url=zoom_api,
+            zoom_oauth_url=zoom_oauth,
+            statuspage_api_url=(get("STATUSPAGE_API_URL") or "https://api.statuspage.io/v1/"),
+            statuspage_api_key=secret("STATUSPAGE_API_KEY"),
+            statuspage_page_id=get("STATUSPAGE_PAGE_ID"),
+            jira_url=get("JIRA_URL"),
+            jira_email=get("JIRA_EMAIL"),
+            jira_api_token=secret("JIRA_API_TOKEN"),
+            k8s_audit_token=secret("K8S_AUDIT_TOKEN"),
+            http_host=host,
+            http_port=port,
+            public_url=public_url,
+            policy_dir=Path(get("CHATOPS_POLICY_DIR") or "./policy").resolve(),
+            commands_dir=Path(get("CHATOPS_COMMANDS_DIR") or "./commands").resolve(),
+            runbooks_dir=Path(get("CHATOPS_RUNBOOKS_DIR") or "./runbooks").resolve(),
+            log_level=log_level,
+        )
