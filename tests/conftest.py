@@ -1,0 +1,1 @@
+"""Shared fixtures. Fixture plugins live in chatops.testing_fixtures modules and are registered here."""
