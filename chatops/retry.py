@@ -44,8 +44,8 @@ class Backoff:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
-        exp = min(self.cap, self.base * (2 ** (attempt - 1)))
-        return exp * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+        exp = min(self.cap, self.base * 2.0 ** (attempt - 1))
+        return exp * (0.5 + random.random() / 2)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -83,6 +83,7 @@ class Settings:
     commands_dir: Path
     runbooks_dir: Path
     log_level: str = "INFO"
+    shutdown_timeout: float = 25.0
 
     @property
     def pagerduty_enabled(self) -> bool:
@@ -120,8 +121,9 @@ class Settings:
         if app is not None and not app.value.startswith("xapp-"):
             problems.append("SLACK_APP_TOKEN must start with xapp-")
 
-        slack_api_url = _url(get("SLACK_API_URL") or "https://slack.com/api/", "SLACK_API_URL",
-                             ("https", "http"), problems)
+        slack_api_url = _url(
+            get("SLACK_API_URL") or "https://slack.com/api/", "SLACK_API_URL", ("https", "http"), problems
+        )
         if not slack_api_url.endswith("/"):
             slack_api_url += "/"
 
@@ -129,10 +131,12 @@ class Settings:
         pd_from = get("PAGERDUTY_FROM")
         if pd_key is not None and (pd_from is None or "@" not in pd_from):
             problems.append("PAGERDUTY_FROM must be the email of a PagerDuty user when PAGERDUTY_API_KEY is set")
-        pd_url = _url(get("PAGERDUTY_API_URL") or "https://api.pagerduty.com", "PAGERDUTY_API_URL",
-                      ("https",), problems).rstrip("/")
-        webhook_secrets = tuple(Secret(s.strip()) for s in (get("PAGERDUTY_WEBHOOK_SECRETS") or "").split(",")
-                                if s.strip())
+        pd_url = _url(
+            get("PAGERDUTY_API_URL") or "https://api.pagerduty.com", "PAGERDUTY_API_URL", ("https",), problems
+        ).rstrip("/")
+        webhook_secrets = tuple(
+            Secret(s.strip()) for s in (get("PAGERDUTY_WEBHOOK_SECRETS") or "").split(",") if s.strip()
+        )
 
         database_url = secret("DATABASE_URL")
         if database_url is not None and urlparse(database_url.value).scheme not in ("postgres", "postgresql"):
@@ -146,17 +150,29 @@ class Settings:
         if prometheus_url is not None:
             _url(prometheus_url, "PROMETHEUS_URL", ("http", "https"), problems)
 
-        zoom_account, zoom_client, zoom_secret = (get("ZOOM_ACCOUNT_ID"), get("ZOOM_CLIENT_ID"),
-                                                  secret("ZOOM_CLIENT_SECRET"))
-        zoom_given = [n for n, v in (("ZOOM_ACCOUNT_ID", zoom_account), ("ZOOM_CLIENT_ID", zoom_client),
-                                     ("ZOOM_CLIENT_SECRET", zoom_secret)) if v]
+        zoom_account, zoom_client, zoom_secret = (
+            get("ZOOM_ACCOUNT_ID"),
+            get("ZOOM_CLIENT_ID"),
+            secret("ZOOM_CLIENT_SECRET"),
+        )
+        zoom_given = [
+            n
+            for n, v in (
+                ("ZOOM_ACCOUNT_ID", zoom_account),
+                ("ZOOM_CLIENT_ID", zoom_client),
+                ("ZOOM_CLIENT_SECRET", zoom_secret),
+            )
+            if v
+        ]
         if zoom_given and len(zoom_given) != 3:
             missing = {"ZOOM_ACCOUNT_ID", "ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET"} - set(zoom_given)
             problems.append(f"Zoom is half-configured: also set {', '.join(sorted(missing))} (or unset all three)")
-        zoom_api = _url(get("ZOOM_API_URL") or "https://api.zoom.us/v2", "ZOOM_API_URL",
-                        ("https", "http"), problems).rstrip("/")
-        zoom_oauth = _url(get("ZOOM_OAUTH_URL") or "https://zoom.us/oauth/token", "ZOOM_OAUTH_URL",
-                          ("https", "http"), problems)
+        zoom_api = _url(
+            get("ZOOM_API_URL") or "https://api.zoom.us/v2", "ZOOM_API_URL", ("https", "http"), problems
+        ).rstrip("/")
+        zoom_oauth = _url(
+            get("ZOOM_OAUTH_URL") or "https://zoom.us/oauth/token", "ZOOM_OAUTH_URL", ("https", "http"), problems
+        )
 
         host, port = _addr(get("CHATOPS_HTTP_ADDR") or "127.0.0.1:8080", "CHATOPS_HTTP_ADDR", problems)
         public_url = (get("CHATOPS_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
@@ -165,6 +181,13 @@ class Settings:
         log_level = (get("CHATOPS_LOG_LEVEL") or "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("CHATOPS_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
+
+        shutdown_raw = get("CHATOPS_SHUTDOWN_TIMEOUT") or "25"
+        try:
+            shutdown_timeout = float(shutdown_raw)
+        except ValueError:
+            shutdown_timeout = 25.0
+            problems.append(f"CHATOPS_SHUTDOWN_TIMEOUT must be a number of seconds, got {shutdown_raw!r}")
 
         if problems:
             raise ConfigError(problems)
@@ -199,4 +222,5 @@ class Settings:
             commands_dir=Path(get("CHATOPS_COMMANDS_DIR") or "./commands").resolve(),
             runbooks_dir=Path(get("CHATOPS_RUNBOOKS_DIR") or "./runbooks").resolve(),
             log_level=log_level,
+            shutdown_timeout=shutdown_timeout,
         )

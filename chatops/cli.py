@@ -1,0 +1,84 @@
+"""``chatops`` command line: ``run``, ``demo``, ``policy check``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from chatops.errors import ConfigError
+
+__all__ = ["main"]
+
+
+def _problems(exc: ConfigError) -> int:
+    for problem in exc.problems:
+        print(f"chatops: {problem}", file=sys.stderr)
+    return 2
+
+
+def _run() -> int:
+    from chatops.app import Daemon
+    from chatops.logs import configure_logging
+    from chatops.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        return _problems(exc)
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(Daemon(settings).run_until_signal())
+    except ConfigError as exc:
+        return _problems(exc)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from chatops.demo import run_demo
+
+    try:
+        return asyncio.run(run_demo(severity=args.severity, service=args.service, verbose=args.verbose))
+    except ConfigError as exc:
+        return _problems(exc)
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from chatops.policy.check import run_check
+
+    return run_check(Path(args.directory), sys.stdout, sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="chatops", description="Incident response from Slack.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="run the daemon (settings from the environment)")
+    demo = sub.add_parser("demo", help="run the daemon on embedded defaults against the sandbox and declare once")
+    demo.add_argument("--severity", default="sev2")
+    demo.add_argument("--service", default="checkout")
+    demo.add_argument("--verbose", action="store_true", help="show the daemon's JSON logs")
+    policy = sub.add_parser("policy", help="policy tools")
+    policy_sub = policy.add_subparsers(dest="policy_cmd", required=True)
+    check = policy_sub.add_parser("check", help="validate a policy folder (exit 1 on problems)")
+    check.add_argument("directory", nargs="?", default="policy")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``chatops`` script."""
+    args = build_parser().parse_args(argv)
+    if args.cmd == "run":
+        return _run()
+    if args.cmd == "demo":
+        return _demo(args)
+    if args.cmd == "policy":
+        return _policy_check(args)
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

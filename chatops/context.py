@@ -1,0 +1,88 @@
+"""What a command handler is given: the :class:`Context`, and the :class:`Services` it reaches through it.
+
+No globals: everything a handler may touch hangs off its context, built per invocation by the dispatcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from chatops.transport.base import Blocks, Chat, ChatError, Invocation, PostedMessage
+
+if TYPE_CHECKING:
+    from chatops.incidents.model import Incident
+    from chatops.incidents.store import IncidentStore
+    from chatops.integrations.pagerduty import PagerDutyClient
+    from chatops.integrations.zoom import ZoomClient
+    from chatops.policy.models import Policy
+    from chatops.policy.store import PolicyStore
+    from chatops.registry import Registry
+    from chatops.settings import Settings
+    from chatops.spec import CommandSpec
+    from chatops.tasks import TaskTracker
+    from chatops.timeline.store import TimelineStore
+
+__all__ = ["Context", "Services"]
+
+
+@dataclass(frozen=True)
+class Services:
+    """The long-lived parts of the daemon, built once by the composition root (:mod:`chatops.app`)."""
+
+    settings: Settings
+    chat: Chat
+    policy: PolicyStore
+    incidents: IncidentStore
+    timeline: TimelineStore
+    registry: Registry
+    tasks: TaskTracker
+    clock: Callable[[], datetime]
+    pagerduty: PagerDutyClient | None = None
+    zoom: ZoomClient | None = None
+
+
+@dataclass
+class Context:
+    """One command run: who asked, where, with which arguments, under which policy."""
+
+    invocation: Invocation
+    spec: CommandSpec
+    args: Mapping[str, Any]
+    policy: Policy
+    services: Services
+    incident: Incident | None
+    correlation_id: str
+    replies: list[str] = field(default_factory=list)
+
+    @property
+    def user_id(self) -> str:
+        """The Slack user who ran the command."""
+        return self.invocation.user_id
+
+    @property
+    def channel_id(self) -> str:
+        """The channel the command was typed in."""
+        return self.invocation.channel_id
+
+    async def reply(self, text: str, blocks: Blocks | None = None) -> PostedMessage:
+        """Post to the channel the command came from, visible to everyone."""
+        self.replies.append(text)
+        return await self.services.chat.post_message(self.channel_id, text, blocks)
+
+    async def ephemeral(self, text: str, blocks: Blocks | None = None) -> None:
+        """Answer only the person who ran the command."""
+        self.replies.append(text)
+        await send_ephemeral(self.services.chat, self.invocation, text, blocks)
+
+
+async def send_ephemeral(chat: Chat, invocation: Invocation, text: str, blocks: Blocks | None = None) -> None:
+    """Show ``text`` to the invoking user; falls back to a DM when the bot cannot post in that channel."""
+    try:
+        await chat.post_ephemeral(invocation.channel_id, invocation.user_id, text, blocks)
+    except ChatError as exc:
+        if exc.code not in ("channel_not_found", "not_in_channel", "user_not_in_channel"):
+            raise
+        await chat.post_message(invocation.user_id, text, blocks)

@@ -1,0 +1,57 @@
+"""The daemon's HTTP side (aiohttp): health and readiness now; webhooks and the link redirector join later.
+
+``/healthz`` answers 200 while the process runs. ``/readyz`` answers 200 only when every readiness check passes
+(Postgres reachable, Socket Mode connected, policy loaded) and 503 with the failing checks otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+__all__ = ["HttpServer", "ReadinessCheck"]
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+class HttpServer:
+    """Owns the aiohttp runner for the daemon's HTTP endpoints."""
+
+    def __init__(self, host: str, port: int, checks: dict[str, ReadinessCheck]) -> None:
+        self.host = host
+        self.port = port
+        self.checks = checks
+        self.app = web.Application()
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
+        self._runner: web.AppRunner | None = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        results: dict[str, bool] = {}
+        for name, check in self.checks.items():
+            try:
+                results[name] = await check()
+            except Exception:
+                results[name] = False
+        ready = all(results.values())
+        return web.json_response({"ready": ready, "checks": results}, status=200 if ready else 503)
+
+    async def start(self) -> None:
+        """Bind and serve; the bound port is written back to ``self.port`` (useful with port 0)."""
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        for address in self._runner.addresses:
+            self.port = int(address[1])
+            break
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,256 @@
+"""Incidents, declare-workflow steps and dedup keys in Postgres.
+
+:meth:`IncidentStore.claim_declaration` is the one place an incident is born. It runs in a single transaction
+under ``pg_advisory_xact_lock(hashtext('declare:' || service))`` (and a lock on the dedup key), so any number of
+processes declaring for the same service at once produce exactly one incident, and a redelivered slash command
+(same ``trigger_id``) returns the incident its first delivery created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+
+from chatops.incidents.model import (
+    OPEN_STATUSES,
+    Incident,
+    IncidentNotFoundError,
+    IncidentStatus,
+    StepOutcome,
+    StepStatus,
+)
+
+__all__ = ["Claim", "IncidentStore"]
+
+_COLUMNS = (
+    "id, severity, service, status, ic_user_id, declared_by, channel_id, channel_name, declared_at, resolved_at, "
+    "policy_digest, summary_ts, created_at, updated_at"
+)
+_OPEN = "(" + ", ".join(f"'{s.value}'" for s in sorted(OPEN_STATUSES)) + ")"
+_DECLARE_SCOPE = "declare"
+_MAX_ID_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Result of :meth:`IncidentStore.claim_declaration`.
+
+    ``created``: a new incident (``incident``) was recorded. ``duplicate``: the dedup key was seen before;
+    ``incident`` is the one that key created. ``open_exists``: the service already has an open incident
+    (``incident``) and nothing was recorded.
+    """
+
+    outcome: Literal["created", "duplicate", "open_exists"]
+    incident: Incident
+
+
+def _incident(row: asyncpg.Record) -> Incident:
+    return Incident(
+        id=row["id"],
+        severity=row["severity"],
+        service=row["service"],
+        status=IncidentStatus(row["status"]),
+        ic_user_id=row["ic_user_id"],
+        declared_by=row["declared_by"],
+        declared_at=row["declared_at"],
+        policy_digest=row["policy_digest"],
+        channel_id=row["channel_id"],
+        channel_name=row["channel_name"],
+        resolved_at=row["resolved_at"],
+        summary_ts=row["summary_ts"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _updated(status: str) -> int:
+    """Row count of an asyncpg command status such as ``'UPDATE 1'``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class IncidentStore:
+    """Reads and writes incidents through an asyncpg pool (see :func:`chatops.db.pool.create_pool`)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def claim_declaration(
+        self,
+        *,
+        dedup_key: str,
+        incident_id: str,
+        severity: str,
+        service: str,
+        ic_user_id: str,
+        declared_by: str,
+        declared_at: dt.datetime,
+        policy_digest: str,
+        allow_concurrent: bool = False,
+    ) -> Claim:
+        """Record a declaration exactly once; see :class:`Claim` for the three outcomes.
+
+        If ``incident_id`` is taken (the same minute after a resolve), ``-2``, ``-3``, … is appended and the first
+        free id is used; the created incident carries the id actually used.
+        """
+        if declared_at.tzinfo is None:
+            raise ValueError("declared_at must be timezone-aware")
+        for name, value in (("dedup_key", dedup_key), ("incident_id", incident_id), ("service", service)):
+            if not value:
+                raise ValueError(f"{name} must not be empty")
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Always in this order (key, then service) so that two claims can never deadlock.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('dedup:' || $1))", dedup_key)
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('declare:' || $1))", service)
+            seen = await conn.fetchrow("SELECT scope, incident_id FROM dedup_keys WHERE key = $1", dedup_key)
+            if seen is not None:
+                if seen["incident_id"] is None:
+                    raise ValueError(f"dedup key {dedup_key!r} is already used in scope {seen['scope']!r}")
+                row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM incidents WHERE id = $1", seen["incident_id"])
+                return Claim("duplicate", _incident(row))
+            if not allow_concurrent:
+                row = await conn.fetchrow(
+                    f"SELECT {_COLUMNS} FROM incidents WHERE service = $1 AND status IN {_OPEN} "
+                    "ORDER BY declared_at DESC, id DESC LIMIT 1",
+                    service,
+                )
+                if row is not None:
+                    return Claim("open_exists", _incident(row))
+            row = None
+            for _ in range(_MAX_ID_ATTEMPTS):
+                # Another service may race us for the same base id: ON CONFLICT and look again.
+                row = await conn.fetchrow(
+                    f"INSERT INTO incidents (id, severity, service, status, ic_user_id, declared_by, declared_at, "
+                    f"policy_digest) VALUES ($1, $2, $3, 'declared', $4, $5, $6, $7) "
+                    f"ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}",
+                    await _free_id(conn, incident_id),
+                    severity,
+                    service,
+                    ic_user_id,
+                    declared_by,
+                    declared_at,
+                    policy_digest,
+                )
+                if row is not None:
+                    break
+            if row is None:
+                raise RuntimeError(f"could not find a free incident id for {incident_id!r}")
+            await conn.execute(
+                "INSERT INTO dedup_keys (key, scope, incident_id) VALUES ($1, $2, $3)",
+                dedup_key,
+                _DECLARE_SCOPE,
+                row["id"],
+            )
+            return Claim("created", _incident(row))
+
+    async def get(self, incident_id: str) -> Incident | None:
+        """The incident with this id, or ``None``."""
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM incidents WHERE id = $1", incident_id)
+        return None if row is None else _incident(row)
+
+    async def by_channel(self, channel_id: str) -> Incident | None:
+        """The incident whose war room is ``channel_id``, or ``None``."""
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM incidents WHERE channel_id = $1", channel_id)
+        return None if row is None else _incident(row)
+
+    async def open_for_service(self, service: str) -> list[Incident]:
+        """Open (declared or mitigated) incidents of ``service``, oldest declaration first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM incidents WHERE service = $1 AND status IN {_OPEN} ORDER BY declared_at, id",
+            service,
+        )
+        return [_incident(r) for r in rows]
+
+    async def set_channel(self, incident_id: str, channel_id: str, channel_name: str) -> None:
+        """Record the war-room channel. Raises :class:`IncidentNotFoundError`; a channel used by another
+        incident raises ``asyncpg.UniqueViolationError``."""
+        status = await self._pool.execute(
+            "UPDATE incidents SET channel_id = $2, channel_name = $3 WHERE id = $1",
+            incident_id,
+            channel_id,
+            channel_name,
+        )
+        if not _updated(status):
+            raise IncidentNotFoundError(incident_id)
+
+    async def set_summary_ts(self, incident_id: str, ts: str) -> None:
+        """Record the Slack ``ts`` of the pinned summary message. Raises :class:`IncidentNotFoundError`."""
+        status = await self._pool.execute("UPDATE incidents SET summary_ts = $2 WHERE id = $1", incident_id, ts)
+        if not _updated(status):
+            raise IncidentNotFoundError(incident_id)
+
+    async def record_step(
+        self,
+        incident_id: str,
+        step: str,
+        status: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Upsert the outcome of a workflow step.
+
+        ``attempts`` counts attempts: every call adds one, except an outcome recorded right after ``pending``
+        (that completes the attempt ``pending`` opened). So ``pending, done`` is 1 attempt, ``failed, failed,
+        done`` is 3, and ``pending, pending`` (a crash mid-step, then a retry) is 2. ``detail=None`` keeps the
+        previous detail; a mapping replaces it.
+        """
+        step_status = StepStatus(status)
+        await self._pool.execute(
+            """
+            INSERT INTO incident_steps AS s (incident_id, step, status, detail, attempts)
+            VALUES ($1, $2, $3, coalesce($4::jsonb, '{}'::jsonb), 1)
+            ON CONFLICT (incident_id, step) DO UPDATE SET
+                status = EXCLUDED.status,
+                detail = coalesce($4::jsonb, s.detail),
+                attempts = s.attempts
+                    + CASE WHEN s.status = 'pending' AND EXCLUDED.status <> 'pending' THEN 0 ELSE 1 END,
+                updated_at = now()
+            """,
+            incident_id,
+            step,
+            step_status.value,
+            None if detail is None else dict(detail),
+        )
+
+    async def steps(self, incident_id: str) -> dict[str, StepOutcome]:
+        """Every recorded step of the incident, by step name."""
+        rows = await self._pool.fetch(
+            "SELECT step, status, detail, attempts, updated_at FROM incident_steps WHERE incident_id = $1 "
+            "ORDER BY updated_at, step",
+            incident_id,
+        )
+        return {
+            r["step"]: StepOutcome(
+                step=r["step"],
+                status=StepStatus(r["status"]),
+                attempts=r["attempts"],
+                updated_at=r["updated_at"],
+                detail=r["detail"],
+            )
+            for r in rows
+        }
+
+    async def claim_key(self, key: str, scope: str, incident_id: str | None = None) -> bool:
+        """Claim a dedup key (an envelope or event id): True the first time, False for every redelivery."""
+        row = await self._pool.fetchrow(
+            "INSERT INTO dedup_keys (key, scope, incident_id) VALUES ($1, $2, $3) "
+            "ON CONFLICT (key) DO NOTHING RETURNING key",
+            key,
+            scope,
+            incident_id,
+        )
+        return row is not None
+
+
+async def _free_id(conn: asyncpg.Connection, base: str) -> str:
+    """``base`` if unused, else ``base-N`` for the smallest free N >= 2."""
+    rows = await conn.fetch("SELECT id FROM incidents WHERE id = $1 OR starts_with(id, $1 || '-')", base)
+    taken = {r["id"] for r in rows}
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"

@@ -1,0 +1,86 @@
+"""The war-room summary: one pinned Block Kit message that says everything a joiner needs.
+
+It is rendered from a :class:`SummaryState` the declare workflow fills in as steps finish, and re-rendered (then
+``chat.update``-d) when pages land after the first post, so the pinned message is always the truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chatops.policy.models import Service, Severity
+
+__all__ = ["PageLine", "SummaryState", "render_summary"]
+
+
+@dataclass
+class PageLine:
+    """How paging one role went."""
+
+    role: str
+    state: str  # "pending" | "paged" | "already" | "failed" | "missing" | "off"
+    text: str = ""
+
+
+@dataclass
+class SummaryState:
+    """Everything the summary shows; mutated by the workflow as steps complete."""
+
+    incident_id: str
+    severity: Severity
+    service: Service
+    ic_user_id: str
+    declared_at: datetime
+    bridge: str = "voice bridge: opening…"
+    acknowledged: str = ""
+    pages: dict[str, PageLine] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def fallback_text(self) -> str:
+        """Plain text for notifications and clients without blocks."""
+        return f":rotating_light: {self.severity.label} on {self.service.name} — IC <@{self.ic_user_id}>"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def render_summary(state: SummaryState) -> list[dict[str, Any]]:
+    """Block Kit blocks for the pinned summary."""
+    sev, svc = state.severity, state.service
+    started = state.declared_at.strftime("%Y-%m-%d %H:%M UTC")
+    fields = [
+        f"*Severity*\n{sev.label}",
+        f"*Service*\n`{svc.name}` ({svc.owner_team})",
+        f"*Incident Commander*\n<@{state.ic_user_id}>",
+        f"*Started*\n{started}",
+    ]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"{sev.label} · {svc.name} · {state.incident_id}"[:150]},
+        },
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    links = [f"• Runbook: <{svc.runbook_url}|{svc.runbook_url}>" if svc.runbook_url else "• Runbook: none in policy"]
+    links += [f"• {d.title}: <{d.url}|{d.url}>" for d in svc.dashboards]
+    links.append(f"• Voice bridge: {state.bridge}")
+    blocks.append(_section("\n".join(links)))
+    page_lines = [f"• {line.role}: {line.text or line.state}" for line in state.pages.values()] or ["• nobody"]
+    if state.acknowledged:
+        page_lines.insert(0, f"• {state.acknowledged}")
+    blocks.append(_section("*Paged*\n" + "\n".join(page_lines)))
+    blocks.append(_section(f"*Comms policy:* {sev.comms.summary()}\n*Post-mortem:* {sev.post_mortem.summary()}"))
+    if state.failures:
+        blocks.append(_section(":warning: *Needs a human*\n" + "\n".join(f"• {f}" for f in state.failures)))
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": "Every message, command and page here is recorded on the incident timeline."}
+            ],
+        }
+    )
+    return blocks

@@ -1,0 +1,144 @@
+"""The timeline table: append (deduplicated per source) and query in causal order.
+
+This is the storage seam under the batching writer: :meth:`TimelineStore.append_many` takes a batch and reports
+how many rows were new, duplicates (same ``source`` + ``dedup_key``, within the batch or already stored) are
+skipped by ``ON CONFLICT DO NOTHING``. A batch is one ``INSERT … SELECT FROM unnest(…)`` statement: one round
+trip, atomic, and no temporary table churning the catalog at every flush.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import asyncpg
+
+from chatops.db.pool import json_dumps
+from chatops.timeline.events import TimelineEvent
+
+__all__ = ["TimelineStore"]
+
+_COLUMNS = "id, incident_id, type, occurred_at, received_at, actor, source, summary, payload, dedup_key"
+
+_INSERT_ONE = """
+INSERT INTO timeline_events (incident_id, type, occurred_at, received_at, actor, source, summary, payload, dedup_key)
+VALUES ($1, $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9)
+ON CONFLICT (source, dedup_key) DO NOTHING
+RETURNING id
+"""
+
+_INSERT_MANY = """
+INSERT INTO timeline_events (incident_id, type, occurred_at, received_at, actor, source, summary, payload, dedup_key)
+SELECT incident_id, type, occurred_at, coalesce(received_at, now()), actor, source, summary, payload::jsonb, dedup_key
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::text[])
+     WITH ORDINALITY AS b(incident_id, type, occurred_at, received_at, actor, source, summary, payload, dedup_key, n)
+ORDER BY n
+ON CONFLICT (source, dedup_key) DO NOTHING
+"""
+
+
+def _event(row: asyncpg.Record) -> TimelineEvent:
+    return TimelineEvent(
+        id=row["id"],
+        incident_id=row["incident_id"],
+        type=row["type"],
+        occurred_at=row["occurred_at"],
+        received_at=row["received_at"],
+        actor=row["actor"],
+        source=row["source"],
+        summary=row["summary"],
+        payload=row["payload"],
+        dedup_key=row["dedup_key"],
+    )
+
+
+def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value
+
+
+class TimelineStore:
+    """Appends to and reads ``timeline_events`` through an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def append(self, event: TimelineEvent) -> bool:
+        """Store one event; False when an event with the same ``(source, dedup_key)`` is already stored."""
+        row = await self._pool.fetchrow(
+            _INSERT_ONE,
+            event.incident_id,
+            str(event.type),
+            event.occurred_at,
+            event.received_at,
+            event.actor,
+            event.source,
+            event.summary,
+            dict(event.payload),
+            event.dedup_key,
+        )
+        return row is not None
+
+    async def append_many(self, events: Sequence[TimelineEvent]) -> int:
+        """Store a batch atomically in one statement; return how many events were new (duplicates skipped)."""
+        if not events:
+            return 0
+        columns: list[list[Any]] = [[] for _ in range(9)]
+        for e in events:
+            values = (
+                e.incident_id,
+                str(e.type),
+                e.occurred_at,
+                e.received_at,
+                e.actor,
+                e.source,
+                e.summary,
+                json_dumps(dict(e.payload)),
+                e.dedup_key,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        status: str = await self._pool.execute(_INSERT_MANY, *columns)
+        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <n>"
+
+    async def query(
+        self,
+        incident_id: str,
+        *,
+        types: Collection[str] | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        actor: str | None = None,
+        limit: int = 1000,
+    ) -> list[TimelineEvent]:
+        """Events of an incident in causal order (``occurred_at``, then ``id``).
+
+        ``types`` keeps only those types; ``since`` (inclusive) and ``until`` (exclusive) bound ``occurred_at``
+        and must be timezone-aware; ``actor`` keeps one actor's events; at most ``limit`` rows (the earliest).
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        where = ["incident_id = $1"]
+        args: list[Any] = [incident_id]
+
+        def bind(condition: str, value: Any) -> None:
+            args.append(value)
+            where.append(condition.format(f"${len(args)}"))
+
+        if types is not None:
+            bind("type = ANY({}::text[])", [str(t) for t in types])
+        if since is not None:
+            bind("occurred_at >= {}", _aware(since, "since"))
+        if until is not None:
+            bind("occurred_at < {}", _aware(until, "until"))
+        if actor is not None:
+            bind("actor = {}", actor)
+        args.append(limit)
+        sql = (
+            f"SELECT {_COLUMNS} FROM timeline_events WHERE {' AND '.join(where)} "
+            f"ORDER BY occurred_at, id LIMIT ${len(args)}"
+        )
+        return [_event(r) for r in await self._pool.fetch(sql, *args)]
