@@ -33,6 +33,7 @@ from chatops.policy.store import PolicyStore
 from chatops.registry import Registry
 from chatops.settings import Settings
 from chatops.tasks import TaskTracker
+from chatops.timeline.sink import DirectSink
 from chatops.timeline.store import TimelineStore
 from chatops.transport.base import ChatError
 from chatops.transport.slack import SlackTransport
@@ -132,12 +133,14 @@ class Daemon:
         log.info("integrations", extra={"pagerduty": pagerduty is not None, "zoom": zoom is not None})
 
         tasks = TaskTracker()
+        timeline = TimelineStore(self.pool)
         self.services = Services(
             settings=s,
             chat=chat,
             policy=policy,
             incidents=IncidentStore(self.pool),
-            timeline=TimelineStore(self.pool),
+            timeline=timeline,
+            sink=DirectSink(timeline),
             registry=registry,
             tasks=tasks,
             clock=self.clock,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -41,7 +42,11 @@ def _demo(args: argparse.Namespace) -> int:
     from chatops.demo import run_demo
 
     try:
-        return asyncio.run(run_demo(severity=args.severity, service=args.service, verbose=args.verbose))
+        policy_dir = Path(os.environ.get("CHATOPS_POLICY_DIR", "policy")).resolve()
+        code: int = asyncio.run(
+            run_demo(policy_dir=policy_dir, severity=args.severity, service=args.service, verbose=args.verbose)
+        )
+        return code
     except ConfigError as exc:
         return _problems(exc)
 

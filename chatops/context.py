@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chatops.settings import Settings
     from chatops.spec import CommandSpec
     from chatops.tasks import TaskTracker
+    from chatops.timeline.sink import TimelineSink
     from chatops.timeline.store import TimelineStore
 
 __all__ = ["Context", "Services"]
@@ -37,6 +38,7 @@ class Services:
     policy: PolicyStore
     incidents: IncidentStore
     timeline: TimelineStore
+    sink: TimelineSink
     registry: Registry
     tasks: TaskTracker
     clock: Callable[[], datetime]

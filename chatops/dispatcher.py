@@ -121,6 +121,6 @@ class Dispatcher:
             dedup_key=f"command:{invocation.dedup_key}",
         )
         try:
-            await self.services.timeline.append(event)
+            await self.services.sink.record(event)
         except Exception:
             log.exception("could not record the command on the timeline", extra={"incident": incident.id})

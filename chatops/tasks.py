@@ -27,6 +27,8 @@ class TaskTracker:
         self._semaphore = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def closing(self) -> bool:
@@ -50,13 +52,20 @@ class TaskTracker:
 
         task = asyncio.create_task(bounded(), name=name)
         self._tasks.add(task)
+        self._idle.clear()
         task.add_done_callback(self._done)
         return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        if not self._tasks:
+            self._idle.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception(), extra={"task": task.get_name()})
+
+    async def wait_idle(self) -> None:
+        """Return once no tracked task is running (immediately when none is)."""
+        await self._idle.wait()
 
     def stop_accepting(self) -> None:
         """Refuse new work from now on (in-flight work continues)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from chatops.context import Context, Services, send_ephemeral
@@ -150,12 +151,19 @@ class DeclareWorkflow:
             log.exception("could not record a declare step", extra={"incident": self.incident.id, "step": step})
 
     async def _event(
-        self, type_: EventType, summary: str, payload: dict[str, Any], *, dedup: str, actor: str | None = "chatops"
+        self,
+        type_: EventType,
+        summary: str,
+        payload: dict[str, Any],
+        *,
+        dedup: str,
+        actor: str | None = "chatops",
+        occurred_at: datetime | None = None,
     ) -> None:
         event = TimelineEvent(
             incident_id=self.incident.id,
             type=type_,
-            occurred_at=self.services.clock(),
+            occurred_at=occurred_at or self.services.clock(),
             actor=actor,
             source="chatops",
             summary=summary,
@@ -163,7 +171,7 @@ class DeclareWorkflow:
             dedup_key=dedup,
         )
         try:
-            await self.services.timeline.append(event)
+            await self.services.sink.record(event)
         except Exception:
             log.exception("could not write a timeline event", extra={"incident": self.incident.id})
 
@@ -253,6 +261,7 @@ class DeclareWorkflow:
             },
             dedup=f"{inc.id}:declaration",
             actor=inc.declared_by,
+            occurred_at=inc.declared_at,
         )
 
     async def _chat_step(self, what: str, work: Awaitable[Any]) -> None:
