@@ -290,18 +290,30 @@ def _prepare_runtime_dir() -> None:
 
 
 def _refuse_private_parents(data_dir: Path, bin_path: Path) -> None:
-    """As root the library chmods every parent o+rx: refuse when one of them is private (e.g. /root)."""
+    """As root the library chmods every parent ``o+rx`` so its system user can reach the files.
+
+    That is harmless for a scratch checkout (a ``mktemp -d`` clone in CI), but not for a home directory: refuse
+    when a home directory (``/root``, ``$HOME``) would be opened, and log which other private folders will be.
+    """
+    homes = {Path("/root").resolve(), Path.home().resolve()}
     problems = []
+    opened: list[str] = []
     for target, what in ((data_dir, "CHATOPS_DATA_DIR"), (bin_path, "the virtualenv")):
         for parent in target.parents:
-            if parent.exists() and parent.stat().st_mode & 0o005 != 0o005:
+            if not parent.exists() or parent.stat().st_mode & 0o005 == 0o005:
+                continue
+            if parent.resolve() in homes:
                 problems.append(
-                    f"embedded Postgres runs as user {_SYSTEM_USER!r} and would open {parent} to everyone "
-                    f"(needed to reach {target}); move {what} out of it or set DATABASE_URL"
+                    f"embedded Postgres runs as user {_SYSTEM_USER!r} and would open the home directory {parent} "
+                    f"to everyone (needed to reach {target}); move {what} out of it or set DATABASE_URL"
                 )
                 break
+            opened.append(str(parent))
     if problems:
         raise ConfigError(problems)
+    if opened:
+        _log.warning("embedded Postgres makes these private folders traversable (o+rx) for its system user",
+                    extra={"folders": sorted(set(opened))})
 
 
 _HAVE_PROC = Path("/proc/self/stat").exists()

@@ -224,11 +224,14 @@ async def test_stop_leaves_the_server_to_another_live_holder(data_dir: Path, chi
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root makes the library chmod parent directories")
-async def test_refuses_to_open_a_private_parent_as_root(empty_dir: Path) -> None:
+async def test_refuses_to_open_a_private_home_directory_as_root(
+    empty_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     private = empty_dir / "private"
     private.mkdir(mode=0o700)
+    monkeypatch.setenv("HOME", str(private))
     target = private / "deeper" / "data"
-    with pytest.raises(ConfigError, match=r"would open .*/private to everyone"):
+    with pytest.raises(ConfigError, match=r"would open the home directory .*/private to everyone"):
         await EmbeddedPostgres(target).start()
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
     assert not (private / "deeper").exists()
