@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo run test lint format bench clean
+.PHONY: demo run test lint format bench bench-dashboard prometheus clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,15 +22,23 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint  ## lint, type-check, then the whole test suite
+prometheus:  ## Debian's prometheus + promtool for the tests, cached in .cache/prometheus (apt-get download)
+	scripts/fetch-prometheus >/dev/null
+
+test: lint prometheus  ## lint, type-check, then the whole test suite
 	$(BIN)/pytest
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(STAMP) bench-dashboard
 	$(BIN)/python benchmarks/declare.py
+	$(BIN)/python benchmarks/timeline_ingest.py
+	$(BIN)/python benchmarks/timeline_query.py
+
+bench-dashboard: $(STAMP) prometheus  ## /dashboard cold/warm latency and RSS against a real Prometheus
+	$(BIN)/python benchmarks/dashboard.py
 
 clean:
-	rm -rf $(VENV) .chatops .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .chatops .cache .mypy_cache .pytest_cache .ruff_cache

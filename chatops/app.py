@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from chatops.confirm import ConfirmationStore
 from chatops.context import Services
 from chatops.db.embedded import EmbeddedPostgres
 from chatops.db.migrate import migrate
@@ -28,13 +29,21 @@ from chatops.errors import ConfigError
 from chatops.http import HttpServer
 from chatops.incidents.store import IncidentStore
 from chatops.integrations.pagerduty import PagerDutyClient
+from chatops.integrations.prometheus import PrometheusClient
 from chatops.integrations.zoom import ZoomClient
+from chatops.links import Links, load_link_key
 from chatops.policy.store import PolicyStore
 from chatops.registry import Registry
+from chatops.render.pool import default_pool
 from chatops.settings import Settings
+from chatops.sources.k8s_deploys import deploy_watcher
+from chatops.sources.routes import http_sources
+from chatops.sources.slack_events import SlackEventRecorder
 from chatops.tasks import TaskTracker
-from chatops.timeline.sink import DirectSink
+from chatops.timeline.archive import archive_periodically
+from chatops.timeline.spool import Spool
 from chatops.timeline.store import TimelineStore
+from chatops.timeline.writer import TimelineWriter
 from chatops.transport.base import ChatError
 from chatops.transport.slack import SlackTransport
 from chatops.transport.slack_api import SlackChat
@@ -70,6 +79,7 @@ class Daemon:
         self.dispatcher: Dispatcher | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.pool: asyncpg.Pool | None = None
+        self.writer: TimelineWriter | None = None
 
     async def start(self) -> None:
         """Bring everything up; raises ConfigError with one line per problem when it cannot."""
@@ -130,37 +140,82 @@ class Daemon:
                 session=session,
             )
             self._stack.push_async_callback(zoom.aclose)
-        log.info("integrations", extra={"pagerduty": pagerduty is not None, "zoom": zoom is not None})
+        prometheus = None
+        if s.prometheus_url is not None:
+            prometheus = PrometheusClient(s.prometheus_url)
+            self._stack.callback(prometheus.close)
+            # Charts render in a worker process: start it now so the first /dashboard skips its imports.
+            charts = default_pool()
+            charts.warm_up()
+            self._stack.callback(charts.shutdown)
+        log.info(
+            "integrations",
+            extra={"pagerduty": pagerduty is not None, "zoom": zoom is not None, "prometheus": prometheus is not None},
+        )
 
         tasks = TaskTracker()
         timeline = TimelineStore(self.pool)
+        # Closed after the HTTP side and the Socket Mode transport (the exit stack unwinds in reverse) and before
+        # the pool: everything producers handed over is committed, or spooled when Postgres is down.
+        self.writer = TimelineWriter(timeline, Spool(s.data_dir / "timeline"), clock=self.clock)
+        await self.writer.start()
+        self._stack.push_async_callback(self.writer.close, s.shutdown_timeout)
+        link_key = await asyncio.to_thread(load_link_key, s.link_secret.value if s.link_secret else None, s.data_dir)
         self.services = Services(
             settings=s,
             chat=chat,
             policy=policy,
             incidents=IncidentStore(self.pool),
             timeline=timeline,
-            sink=DirectSink(timeline),
+            sink=self.writer,
             registry=registry,
             tasks=tasks,
             clock=self.clock,
             pagerduty=pagerduty,
             zoom=zoom,
+            prometheus=prometheus,
+            links=Links(link_key, base_url=self._public_url),
         )
-        self.dispatcher = Dispatcher(self.services)
+        self.dispatcher = Dispatcher(self.services, confirmations=ConfirmationStore(self.pool))
 
         self.http = HttpServer(
-            s.http_host, s.http_port, checks={"postgres": self._postgres_ready, "slack": self._slack_ready}
+            s.http_host,
+            s.http_port,
+            checks={"postgres": self._postgres_ready, "slack": self._slack_ready, "timeline": self._timeline_ready},
         )
+        sources = http_sources(self.services)
+        self.http.add_routes(sources.routes())
+        self._stack.push_async_callback(sources.close)
         await self.http.start()
         self._stack.push_async_callback(self.http.stop)
 
         self._background.append(asyncio.create_task(policy.run(), name="policy watcher"))
+        if s.archive_interval > 0:
+            self._background.append(
+                asyncio.create_task(archive_periodically(self.services, s.archive_interval), name="timeline archive")
+            )
+        deploys = deploy_watcher(self.services)
+        if deploys is not None:
+            self._background.append(asyncio.create_task(deploys.run(), name="deploy watcher"))
+        war_rooms = SlackEventRecorder(
+            incidents=self.services.incidents, sink=self.services.sink, clock=self.clock, bot_user_id=chat.bot_user_id
+        )
         self.transport = SlackTransport(
-            web=chat.client, app_token=s.slack_app_token.value, tasks=tasks, on_command=self.dispatcher.handle
+            web=chat.client,
+            app_token=s.slack_app_token.value,
+            tasks=tasks,
+            on_command=self.dispatcher.handle,
+            on_action=self.dispatcher.handle_action,
+            on_event=war_rooms.handle,
         )
         await self.transport.start()
         log.info("chatops is running", extra={"http": f"{s.http_host}:{self.http.port}", "team": chat.team_id})
+
+    def _public_url(self) -> str:
+        """Base URL of the links the bot posts: CHATOPS_PUBLIC_URL, else the address actually bound."""
+        if self.settings.public_url_set or self.http is None:
+            return self.settings.public_url
+        return f"http://{self.http.address}"
 
     async def _start_embedded(self) -> str:
         self.embedded = EmbeddedPostgres(self.settings.data_dir)
@@ -173,6 +228,10 @@ class Daemon:
             return False
         async with self.pool.acquire() as conn:
             return bool(await conn.fetchval("select 1") == 1)
+
+    async def _timeline_ready(self) -> bool:
+        """Not ready while timeline events wait in the spool for Postgres (see chatops.timeline.writer)."""
+        return self.writer is not None and self.writer.ready
 
     async def _slack_ready(self) -> bool:
         return self.transport is not None and self.services is not None and not self.services.tasks.closing

@@ -10,13 +10,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from chatops.timeline.events import EventType, TimelineEvent
 from chatops.transport.base import Blocks, Chat, ChatError, Invocation, PostedMessage
 
 if TYPE_CHECKING:
     from chatops.incidents.model import Incident
     from chatops.incidents.store import IncidentStore
     from chatops.integrations.pagerduty import PagerDutyClient
+    from chatops.integrations.prometheus import PrometheusClient
     from chatops.integrations.zoom import ZoomClient
+    from chatops.links import Links
     from chatops.policy.models import Policy
     from chatops.policy.store import PolicyStore
     from chatops.registry import Registry
@@ -44,6 +47,9 @@ class Services:
     clock: Callable[[], datetime]
     pagerduty: PagerDutyClient | None = None
     zoom: ZoomClient | None = None
+    prometheus: PrometheusClient | None = None
+    links: Links | None = None
+    """Mints the signed ``/go/`` links the bot posts instead of raw dashboard and runbook URLs."""
 
 
 @dataclass
@@ -69,6 +75,11 @@ class Context:
         """The channel the command was typed in."""
         return self.invocation.channel_id
 
+    @property
+    def origin(self) -> str:
+        """``slash`` (typed), ``button`` or ``confirmed`` (a button the user then confirmed)."""
+        return self.invocation.origin
+
     async def reply(self, text: str, blocks: Blocks | None = None) -> PostedMessage:
         """Post to the channel the command came from, visible to everyone."""
         self.replies.append(text)
@@ -78,6 +89,38 @@ class Context:
         """Answer only the person who ran the command."""
         self.replies.append(text)
         await send_ephemeral(self.services.chat, self.invocation, text, blocks)
+
+    async def record(
+        self, type_: EventType | str, summary: str, payload: Mapping[str, Any] | None = None, *, key: str = ""
+    ) -> bool:
+        """Put an event on the incident's timeline; False (nothing recorded) when not run in a war room.
+
+        The event's dedup key derives from this invocation (plus ``key`` for several events per run), so a
+        redelivered command records it once.
+        """
+        if self.incident is None:
+            return False
+        suffix = f":{key}" if key else ""
+        event = TimelineEvent(
+            incident_id=self.incident.id,
+            type=type_,
+            occurred_at=self.services.clock(),
+            actor=self.user_id,
+            source="chatops",
+            summary=summary,
+            payload=dict(payload or {}),
+            dedup_key=f"{type_}:{self.invocation.dedup_key}{suffix}",
+        )
+        await self.services.sink.record(event)
+        return True
+
+    async def upload(self, filename: str, content: bytes, *, title: str, initial_comment: str | None = None) -> str:
+        """Share a file (e.g. a chart PNG) in the channel the command came from; returns the file id."""
+        if initial_comment:
+            self.replies.append(initial_comment)
+        return await self.services.chat.upload_file(
+            self.channel_id, filename, content, title=title, initial_comment=initial_comment
+        )
 
 
 async def send_ephemeral(chat: Chat, invocation: Invocation, text: str, blocks: Blocks | None = None) -> None:

@@ -19,6 +19,7 @@ from chatops.app import Daemon
 from chatops.logs import configure_logging
 from chatops.sandbox.world import SandboxWorld
 from chatops.settings import Settings
+from chatops.timeline.sink import flush_sink
 
 __all__ = ["run_demo"]
 
@@ -122,6 +123,8 @@ async def _declare_and_show(world: SandboxWorld, daemon: Daemon, severity: str, 
         "/incident", text, user_id=world.ic.slack_id, channel_id=world.ops_channel
     )
     await daemon.services.tasks.wait_idle()
+    if daemon.writer is not None:
+        await daemon.writer.flush(timeout=10)
     elapsed = max([c.at for c in world.slack.calls] + [started]) - started
 
     print(f"[+0.000s] /incident {text}  (from @{world.ic.name} in #ops)")
@@ -152,6 +155,7 @@ async def _declare_and_show(world: SandboxWorld, daemon: Daemon, severity: str, 
 
     incident = await daemon.services.incidents.by_channel(room.id)
     if incident is not None:
+        await flush_sink(daemon.services.sink, timeout=5.0)  # the batching writer commits within ~200 ms
         events = await daemon.services.timeline.query(incident.id)
         print(f"\nTimeline of {incident.id} (Postgres):")
         for event in events:

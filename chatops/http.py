@@ -1,12 +1,15 @@
-"""The daemon's HTTP side (aiohttp): health and readiness now; webhooks and the link redirector join later.
+"""The daemon's HTTP side (aiohttp): health, readiness, and the routes other parts register.
 
 ``/healthz`` answers 200 while the process runs. ``/readyz`` answers 200 only when every readiness check passes
 (Postgres reachable, Socket Mode connected, policy loaded) and 503 with the failing checks otherwise.
+
+Webhooks and the link redirector live in their own modules and are registered by the composition root with
+:meth:`HttpServer.add_routes` before :meth:`HttpServer.start` (aiohttp freezes the router once it serves).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
@@ -26,6 +29,17 @@ class HttpServer:
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self._runner: web.AppRunner | None = None
+
+    def add_routes(self, routes: Iterable[web.AbstractRouteDef]) -> None:
+        """Serve ``routes`` (``web.post(path, handler)``, …) too; only before :meth:`start`."""
+        if self._runner is not None:
+            raise RuntimeError("routes must be added before the HTTP server starts")
+        self.app.router.add_routes(list(routes))
+
+    @property
+    def address(self) -> str:
+        """``host:port`` actually bound (after :meth:`start`; the port is real even when configured as 0)."""
+        return f"{self.host}:{self.port}"
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

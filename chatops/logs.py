@@ -19,7 +19,7 @@ _SECRET_PATTERNS = [
     re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),
     re.compile(r"xapp-[A-Za-z0-9-]+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)(token\s+token=)[^\s\"',]+"),
+    re.compile(r"(?i)(token\s+token=)[^\s\\\"',]+"),
     re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=]+"),
 ]
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}

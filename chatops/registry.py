@@ -42,6 +42,15 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
+def _line_in(path: Path, exc: BaseException) -> int | None:
+    """The line of ``path`` an import failure points at: a syntax error's own line, else the module's deepest frame."""
+    if isinstance(exc, SyntaxError) and exc.lineno is not None:
+        return exc.lineno
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if Path(f.filename) == path]
+    return (own or frames)[-1].lineno if frames else None
+
+
 class Registry:
     """All commands by name (``"/incident declare"``)."""
 
@@ -74,8 +83,7 @@ class Registry:
             try:
                 module = _import_file(path)
             except Exception as exc:  # any import-time failure must stop start-up, with its cause
-                last = traceback.extract_tb(exc.__traceback__)[-1]
-                problems.append(f"{path}: failed to import: {type(exc).__name__}: {exc} (line {last.lineno})")
+                problems.append(f"{path}: failed to import: {type(exc).__name__}: {exc} (line {_line_in(path, exc)})")
                 continue
             for spec in _specs_in(module):
                 registry._add(spec, f"{path}:{spec.handler.__code__.co_firstlineno}", problems)

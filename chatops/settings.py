@@ -7,8 +7,9 @@ that is wrong at once. Secrets are kept in :class:`Secret`, whose ``repr`` never
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -49,6 +50,40 @@ def _url(value: str, name: str, schemes: tuple[str, ...], problems: list[str]) -
     return value
 
 
+#: Where a pod's service account credentials are mounted (in-cluster defaults for the deploy watch).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def _kubernetes(
+    get: Callable[[str], str | None],
+    secret: Callable[[str], Secret | None],
+    problems: list[str],
+) -> tuple[str | None, Secret | None, Path | None, Path | None]:
+    """``KUBERNETES_API_URL`` + ``KUBERNETES_TOKEN`` / ``KUBERNETES_TOKEN_FILE`` + ``KUBERNETES_CA_FILE``, or the
+    in-cluster service account when running in a pod (``KUBERNETES_SERVICE_HOST`` and a mounted token)."""
+    url = get("KUBERNETES_API_URL")
+    token = secret("KUBERNETES_TOKEN")
+    token_file = Path(raw).expanduser() if (raw := get("KUBERNETES_TOKEN_FILE")) else None
+    ca_file = Path(raw).expanduser() if (raw := get("KUBERNETES_CA_FILE")) else None
+    host, port = get("KUBERNETES_SERVICE_HOST"), get("KUBERNETES_SERVICE_PORT") or "443"
+    if url is None and host is not None and (SERVICE_ACCOUNT_DIR / "token").is_file():
+        url = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+        token_file = token_file or SERVICE_ACCOUNT_DIR / "token"
+        ca_file = ca_file or SERVICE_ACCOUNT_DIR / "ca.crt"
+    if url is None:
+        for name in ("KUBERNETES_TOKEN", "KUBERNETES_TOKEN_FILE", "KUBERNETES_CA_FILE"):
+            if get(name):
+                problems.append(f"{name} is set but KUBERNETES_API_URL is not (the deploy watch needs both)")
+        return None, None, None, None
+    _url(url, "KUBERNETES_API_URL", ("https", "http"), problems)
+    if token is not None and token_file is not None:
+        problems.append("set KUBERNETES_TOKEN or KUBERNETES_TOKEN_FILE, not both")
+    for name, path in (("KUBERNETES_TOKEN_FILE", token_file), ("KUBERNETES_CA_FILE", ca_file)):
+        if path is not None and not path.is_file():
+            problems.append(f"{name} {str(path)!r} is not a readable file")
+    return url.rstrip("/"), token, token_file, ca_file
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything chatops reads from its environment."""
@@ -84,11 +119,25 @@ class Settings:
     runbooks_dir: Path
     log_level: str = "INFO"
     shutdown_timeout: float = 25.0
+    archive_interval: float = 3600.0
+    kubernetes_api_url: str | None = None
+    kubernetes_token: Secret | None = None
+    kubernetes_token_file: Path | None = None
+    kubernetes_ca_file: Path | None = None
+    link_secret: Secret | None = None
+    """``CHATOPS_LINK_SECRET``: key for signing ``/go/`` links (unset: a random key kept under the data dir)."""
+    public_url_set: bool = True
+    """Whether ``CHATOPS_PUBLIC_URL`` was given; if not, links use the address actually bound (port 0 in tests)."""
 
     @property
     def pagerduty_enabled(self) -> bool:
         """PagerDuty is on when an API key is configured."""
         return self.pagerduty_api_key is not None
+
+    @property
+    def kubernetes_enabled(self) -> bool:
+        """The deploy watch is on when a Kubernetes API is configured (or found in-cluster)."""
+        return self.kubernetes_api_url is not None
 
     @property
     def zoom_enabled(self) -> bool:
@@ -175,6 +224,7 @@ class Settings:
         )
 
         host, port = _addr(get("CHATOPS_HTTP_ADDR") or "127.0.0.1:8080", "CHATOPS_HTTP_ADDR", problems)
+        public_url_set = get("CHATOPS_PUBLIC_URL") is not None
         public_url = (get("CHATOPS_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
         _url(public_url, "CHATOPS_PUBLIC_URL", ("http", "https"), problems)
 
@@ -185,9 +235,22 @@ class Settings:
         shutdown_raw = get("CHATOPS_SHUTDOWN_TIMEOUT") or "25"
         try:
             shutdown_timeout = float(shutdown_raw)
+            if not 0 <= shutdown_timeout < math.inf:  # negative, inf and nan would break the drain on SIGTERM
+                raise ValueError(shutdown_raw)
         except ValueError:
             shutdown_timeout = 25.0
             problems.append(f"CHATOPS_SHUTDOWN_TIMEOUT must be a number of seconds, got {shutdown_raw!r}")
+
+        archive_raw = get("CHATOPS_ARCHIVE_INTERVAL") or "3600"
+        try:
+            archive_interval = float(archive_raw)
+            if archive_interval < 0:
+                raise ValueError(archive_raw)
+        except ValueError:
+            archive_interval = 3600.0
+            problems.append(f"CHATOPS_ARCHIVE_INTERVAL must be seconds (0 turns it off), got {archive_raw!r}")
+
+        kube_url, kube_token, kube_token_file, kube_ca = _kubernetes(get, secret, problems)
 
         if problems:
             raise ConfigError(problems)
@@ -223,4 +286,11 @@ class Settings:
             runbooks_dir=Path(get("CHATOPS_RUNBOOKS_DIR") or "./runbooks").resolve(),
             log_level=log_level,
             shutdown_timeout=shutdown_timeout,
+            archive_interval=archive_interval,
+            link_secret=secret("CHATOPS_LINK_SECRET"),
+            public_url_set=public_url_set,
+            kubernetes_api_url=kube_url,
+            kubernetes_token=kube_token,
+            kubernetes_token_file=kube_token_file,
+            kubernetes_ca_file=kube_ca,
         )

@@ -15,9 +15,21 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 if TYPE_CHECKING:
     from chatops.context import Context
 
-__all__ = ["SPEC_ATTRIBUTE", "Arg", "ArgKind", "CommandSpec", "Handler", "command"]
+__all__ = ["ARG_KINDS", "SPEC_ATTRIBUTE", "Arg", "ArgKind", "CommandSpec", "Handler", "command"]
 
-ArgKind = Literal["string", "int", "choice", "severity", "service", "user", "flag", "rest"]
+ArgKind = Literal["string", "int", "duration", "timestamp", "choice", "severity", "service", "user", "flag", "rest"]
+ARG_KINDS: tuple[str, ...] = (
+    "string",
+    "int",
+    "duration",
+    "timestamp",
+    "choice",
+    "severity",
+    "service",
+    "user",
+    "flag",
+    "rest",
+)
 Handler = Callable[["Context"], Awaitable[None]]
 F = TypeVar("F", bound=Callable[..., Awaitable[None]])
 SPEC_ATTRIBUTE = "__chatops_spec__"
@@ -27,8 +39,12 @@ SPEC_ATTRIBUTE = "__chatops_spec__"
 class Arg:
     """One declared argument.
 
-    ``kind`` drives parsing and coercion: ``severity`` and ``service`` are resolved against the policy in force
-    (with did-you-mean suggestions), ``flag`` is a ``--name`` switch, ``rest`` takes the remainder of the line.
+    ``kind`` drives parsing and coercion (:mod:`chatops.args`): ``int``; ``duration`` (``30m``, ``1h30m``, ``90s``
+    → :class:`~datetime.timedelta`); ``timestamp`` (``02:47`` — the latest such UTC time not in the future — or
+    ISO 8601 → aware :class:`~datetime.datetime`); ``choice`` (one of ``choices``, case-insensitive); ``user`` (a
+    Slack mention ``<@U123|name>`` or a bare ``U123`` → the user id); ``severity`` and ``service`` (resolved
+    against the policy in force, with did-you-mean suggestions); ``flag`` (a ``--name`` switch); ``rest`` (the
+    remainder of the line, as typed); ``string`` (one word, or a quoted phrase).
     """
 
     name: str
@@ -36,6 +52,15 @@ class Arg:
     help: str = ""
     required: bool = True
     choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ARG_KINDS:
+            raise ValueError(f"argument {self.name!r}: unknown kind {self.kind!r} (one of {', '.join(ARG_KINDS)})")
+        if self.kind == "choice" and not self.choices:
+            raise ValueError(f"argument {self.name!r}: a choice needs choices=(...)")
+        if not self.name.isidentifier():
+            raise ValueError(f"argument name {self.name!r} must be a Python identifier")
+        object.__setattr__(self, "choices", tuple(str(c).lower() for c in self.choices))
 
     @property
     def usage(self) -> str:

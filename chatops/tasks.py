@@ -54,6 +54,9 @@ class TaskTracker:
         self._tasks.add(task)
         self._idle.clear()
         task.add_done_callback(self._done)
+        # Cancelled before it started (still waiting for the semaphore, or before its first step): close the
+        # coroutine, or it is garbage-collected with a "coroutine was never awaited" warning. A no-op otherwise.
+        task.add_done_callback(lambda _: coro.close())
         return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:

@@ -312,8 +312,10 @@ def _refuse_private_parents(data_dir: Path, bin_path: Path) -> None:
     if problems:
         raise ConfigError(problems)
     if opened:
-        _log.warning("embedded Postgres makes these private folders traversable (o+rx) for its system user",
-                    extra={"folders": sorted(set(opened))})
+        _log.warning(
+            "embedded Postgres makes these private folders traversable (o+rx) for its system user",
+            extra={"folders": sorted(set(opened))},
+        )
 
 
 _HAVE_PROC = Path("/proc/self/stat").exists()

@@ -112,6 +112,9 @@ class DeclareWorkflow:
             ic_user_id=incident.ic_user_id,
             declared_at=incident.declared_at,
         )
+        links = services.links
+        if links is not None:
+            self.state.link_for = lambda url: links.mint(incident.id, service.name, url)
         self.channel_id: str | None = None
         self.channel_name: str | None = None
         self.summary: PostedMessage | None = None
@@ -332,13 +335,14 @@ class DeclareWorkflow:
         """Post the Block Kit summary into the war room."""
         assert self.channel_id is not None
         async with self._summary_lock:
+            # What was posted, not a re-render after the await: a step finishing meanwhile must still be updated.
+            blocks = render_summary(self.state)
             try:
-                self.summary = await self.services.chat.post_message(
-                    self.channel_id, self.state.fallback_text(), render_summary(self.state)
-                )
+                text = self.state.fallback_text()
+                self.summary = await self.services.chat.post_message(self.channel_id, text, blocks)
             except ChatError as exc:
                 raise StepFailed(f"Slack: could not post the summary ({exc.code})") from exc
-            self._posted_blocks = render_summary(self.state)
+            self._posted_blocks = blocks
             await self.services.incidents.set_summary_ts(self.incident.id, self.summary.ts)
         return True
 
@@ -369,27 +373,40 @@ class DeclareWorkflow:
         if pd is None:
             self.state.acknowledged = "Your page: PagerDuty not configured — acknowledge it by hand"
             return
+        # Who you are in PagerDuty and which pages are open on the service are independent lookups: run both at once
+        # and match on the assignee afterwards (this chain is the declare's critical path).
+        open_pages = asyncio.create_task(
+            pd.open_incidents(service_ids=list(dict.fromkeys(self.service.pagerduty.values())))
+        )
         try:
-            profile = await self.services.chat.user_profile(self.incident.declared_by)
-        except ChatError as exc:
-            raise StepFailed(f"Slack: could not look you up ({exc.code}) — acknowledge your page by hand") from exc
-        if not profile.email:
-            self.state.acknowledged = "Your page: no email on your Slack profile — acknowledge it by hand"
-            return
-        try:
-            user_id = await pd.find_user_id(profile.email)
-            if user_id is None:
-                self.state.acknowledged = f"Your page: no PagerDuty user for {profile.email}"
+            try:
+                profile = await self.services.chat.user_profile(self.incident.declared_by)
+            except ChatError as exc:
+                raise StepFailed(f"Slack: could not look you up ({exc.code}) — acknowledge your page by hand") from exc
+            if not profile.email:
+                self.state.acknowledged = "Your page: no email on your Slack profile — acknowledge it by hand"
                 return
-            open_pages = await pd.open_incidents(
-                service_ids=list(dict.fromkeys(self.service.pagerduty.values())), user_id=user_id
-            )
-            # Our own fresh pages are never "the page that woke you up".
-            open_pages = [p for p in open_pages if not (p.incident_key or "").startswith(self.incident.id + "/")]
-            results = [(p, await pd.acknowledge(p.id)) for p in open_pages]
-        except IntegrationError as exc:
-            self.state.acknowledged = "Your page: acknowledge it by hand"
-            raise StepFailed(f"{exc} — acknowledge your page by hand") from exc
+            try:
+                user_id = await pd.find_user_id(profile.email)
+                if user_id is None:
+                    self.state.acknowledged = f"Your page: no PagerDuty user for {profile.email}"
+                    return
+                # Our own fresh pages are never "the page that woke you up".
+                yours = [
+                    p
+                    for p in await open_pages
+                    if user_id in p.assignee_ids and not (p.incident_key or "").startswith(self.incident.id + "/")
+                ]
+                outcomes = await asyncio.gather(*(pd.acknowledge(p.id) for p in yours))
+                results = list(zip(yours, outcomes, strict=True))
+            except IntegrationError as exc:
+                self.state.acknowledged = "Your page: acknowledge it by hand"
+                raise StepFailed(f"{exc} — acknowledge your page by hand") from exc
+        finally:
+            if not open_pages.done():
+                open_pages.cancel()
+            elif not open_pages.cancelled():
+                open_pages.exception()  # retrieved, so an unused failure is not reported as "never retrieved"
         if not results:
             self.state.acknowledged = "Your page: none open on this service"
             return

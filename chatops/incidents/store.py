@@ -164,6 +164,29 @@ class IncidentStore:
         )
         return [_incident(r) for r in rows]
 
+    async def open_incidents(self) -> list[Incident]:
+        """Every open (declared or mitigated) incident, oldest declaration first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM incidents WHERE status IN {_OPEN} ORDER BY declared_at, id",
+        )
+        return [_incident(r) for r in rows]
+
+    async def pagerduty_owners(self, pd_incident_id: str) -> list[str]:
+        """Open incidents whose timeline names PagerDuty incident ``pd_incident_id``, oldest first.
+
+        The declare workflow's ``page`` events (the pages it created), ``escalation`` events (``/escalate``) and
+        ``alert`` events (the page declare acknowledged, PagerDuty webhooks already attached) carry it as
+        ``payload.pd_incident``.
+        """
+        rows = await self._pool.fetch(
+            f"SELECT DISTINCT i.id, i.declared_at FROM incidents i JOIN timeline_events t ON t.incident_id = i.id "
+            f"WHERE i.status IN {_OPEN} AND t.type IN ('page', 'escalation', 'alert') "
+            f"AND t.payload->>'pd_incident' = $1 "
+            f"ORDER BY i.declared_at, i.id",
+            pd_incident_id,
+        )
+        return [r["id"] for r in rows]
+
     async def set_channel(self, incident_id: str, channel_id: str, channel_name: str) -> None:
         """Record the war-room channel. Raises :class:`IncidentNotFoundError`; a channel used by another
         incident raises ``asyncpg.UniqueViolationError``."""

@@ -1,18 +1,23 @@
 """The war-room summary: one pinned Block Kit message that says everything a joiner needs.
 
 It is rendered from a :class:`SummaryState` the declare workflow fills in as steps finish, and re-rendered (then
-``chat.update``-d) when pages land after the first post, so the pinned message is always the truth.
+``chat.update``-d) when pages land after the first post, so the pinned message is always the truth. Runbook and
+dashboard links point at ``SummaryState.link_for(url)`` (the daemon's signed ``/go/`` redirector, which records who
+opened what on the timeline) and show the real URL as their text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from chatops.policy.models import Service, Severity
 
-__all__ = ["PageLine", "SummaryState", "render_summary"]
+__all__ = ["ESCALATED_HEADING", "PageLine", "SummaryState", "add_escalation", "render_summary"]
+
+ESCALATED_HEADING = "*Escalated*"
 
 
 @dataclass
@@ -37,6 +42,8 @@ class SummaryState:
     acknowledged: str = ""
     pages: dict[str, PageLine] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    link_for: Callable[[str], str] = str
+    """The URL to link to for a policy URL (the identity unless the workflow mints ``/go/`` links)."""
 
     def fallback_text(self) -> str:
         """Plain text for notifications and clients without blocks."""
@@ -64,8 +71,10 @@ def render_summary(state: SummaryState) -> list[dict[str, Any]]:
         },
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
-    links = [f"• Runbook: <{svc.runbook_url}|{svc.runbook_url}>" if svc.runbook_url else "• Runbook: none in policy"]
-    links += [f"• {d.title}: <{d.url}|{d.url}>" for d in svc.dashboards]
+    href = state.link_for
+    runbook = svc.runbook_url
+    links = [f"• Runbook: <{href(runbook)}|{runbook}>" if runbook else "• Runbook: none in policy"]
+    links += [f"• {d.title}: <{href(d.url)}|{d.url}>" for d in svc.dashboards]
     links.append(f"• Voice bridge: {state.bridge}")
     blocks.append(_section("\n".join(links)))
     page_lines = [f"• {line.role}: {line.text or line.state}" for line in state.pages.values()] or ["• nobody"]
@@ -84,3 +93,23 @@ def render_summary(state: SummaryState) -> list[dict[str, Any]]:
         }
     )
     return blocks
+
+
+def add_escalation(blocks: list[dict[str, Any]], line: str) -> list[dict[str, Any]]:
+    """The summary's blocks with ``line`` added under *Escalated* (the section is created before the footer).
+
+    Used by ``/escalate`` on the pinned message as Slack holds it, so whatever the declare workflow wrote stays.
+    """
+    out = [dict(b) for b in blocks]
+    for index, block in enumerate(out):
+        text = block.get("text")
+        if (
+            block.get("type") == "section"
+            and isinstance(text, dict)
+            and str(text.get("text", "")).startswith(ESCALATED_HEADING)
+        ):
+            out[index] = _section(f"{text['text']}\n• {line}")
+            return out
+    at = len(out) - 1 if out and out[-1].get("type") == "context" else len(out)
+    out.insert(at, _section(f"{ESCALATED_HEADING}\n• {line}"))
+    return out

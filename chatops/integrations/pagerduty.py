@@ -1,7 +1,10 @@
 """Async PagerDuty REST v2 client for the daemon.
 
 It wraps the official, synchronous ``pagerduty.RestApiV2Client`` (python-pagerduty, built on ``httpx2``) and
-runs every call in a worker thread with :func:`asyncio.to_thread`, so the event loop never blocks.
+runs every call in a worker thread, so the event loop never blocks. The threads are the client's own
+(``workers``, default 16), not the loop's default executor: that one has ``min(32, CPUs + 4)`` threads (6 on two
+cores) shared with everything else that uses :func:`asyncio.to_thread`, and a declare fans out one PagerDuty call
+per paged role plus the acknowledgement chain — three concurrent SEV-1 declares are 15 calls in flight.
 
 Retries are ours, not the library's: the library is configured to return 429/5xx at once and to give up on the
 first network error (it would otherwise retry 429 without limit, ignore ``Retry-After`` and ``time.sleep``
@@ -23,9 +26,12 @@ The API key and request headers are never logged.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import ssl
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -51,6 +57,7 @@ _REQUEST_TIMEOUT_S = 30
 _OPEN_STATUSES = ("triggered", "acknowledged")
 _ALREADY_RESOLVED = 1001
 _ALREADY_ACKNOWLEDGED = 1002
+_WORKERS = 16
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class PDIncident:
     html_url: str
     service_id: str
     incident_key: str | None
+    assignee_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: Any) -> PDIncident:
@@ -78,6 +86,9 @@ class PDIncident:
                 html_url=str(data["html_url"]),
                 service_id=str(data["service"]["id"]),
                 incident_key=None if key is None else str(key),
+                assignee_ids=tuple(
+                    str(a["assignee"]["id"]) for a in data.get("assignments") or () if a.get("assignee", {}).get("id")
+                ),
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise IntegrationError(SERVICE, "unexpected incident object in response") from exc
@@ -157,7 +168,10 @@ class PagerDutyClient:
         base_url: str = "https://api.pagerduty.com",
         verify: bool | str = True,
         backoff: Backoff = Backoff(),  # noqa: B008 - frozen dataclass, safe as a default
+        workers: int = _WORKERS,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         client_kw: dict[str, Any] = {}
         if isinstance(verify, str):
             # httpx2 deprecates verify=<path>; an SSLContext is its supported form.
@@ -182,6 +196,7 @@ class PagerDutyClient:
         self._pd.max_network_attempts = 0
         self._pd.timeout = _REQUEST_TIMEOUT_S
         self._pd.log = _library_log
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pagerduty")
 
     # ------------------------------------------------------------------ public
 
@@ -297,12 +312,19 @@ class PagerDutyClient:
             raise err.to_integration_error() from err
 
     def close(self) -> None:
-        """Close the underlying HTTP connection pool."""
+        """Close the underlying HTTP connection pool and the worker threads."""
         self._pd.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def aclose(self) -> None:
-        """Close the underlying HTTP connection pool without blocking the loop."""
+        """Close the underlying HTTP connection pool and the worker threads without blocking the loop."""
         await asyncio.to_thread(self._pd.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        """``asyncio.to_thread`` on this client's own threads (context variables carried over, as there)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(context.run, fn))
 
     # ----------------------------------------------------------------- private
 
@@ -332,7 +354,7 @@ class PagerDutyClient:
             nonlocal attempts
             attempts += 1
             try:
-                return await asyncio.to_thread(fn)
+                return await self._in_thread(fn)
             except pagerduty.HttpError as exc:
                 response: Any = exc.response
                 status = int(response.status_code)

@@ -4,7 +4,10 @@
 keeps line numbers), validates everything and raises :class:`~chatops.errors.ConfigError` listing *every* problem,
 one per line, in the form ``severity.yaml:12:5: severities.sev2.urgency: expected one of high, low, got 'urgent'``
 (file relative to the directory, 1-based line and column, dotted key path, what was expected). Other ``*.yaml``
-files in the directory belong to other parts of chatops and are ignored here. The schema is documented in
+files in the directory belong to other parts of chatops and are ignored here, except the optional ``grants.yaml``
+(who may run which command), validated the same way by :mod:`chatops.policy.grants`, and the optional
+``audit.yaml`` (which Kubernetes audit events are recorded, :mod:`chatops.sources.audit_filter`), and the
+optional ``dashboards.yaml`` (the ``/dashboard`` panels, :mod:`chatops.dashboards`). The schema is documented in
 ``docs/policy.md``.
 """
 
@@ -27,9 +30,12 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from chatops.dashboards import DASHBOARDS_FILE, read_dashboards
 from chatops.errors import ConfigError
+from chatops.policy.grants import GRANTS_FILE, read_grants
 from chatops.policy.models import (
     COMMS_POLICIES,
+    DEPLOY_WATCH_MODES,
     TEMPLATE_FIELDS,
     URGENCIES,
     AlertTrigger,
@@ -37,6 +43,7 @@ from chatops.policy.models import (
     CommsPolicy,
     CommsRule,
     Dashboard,
+    DeployWatch,
     JudgementTrigger,
     Policy,
     PostMortemRule,
@@ -49,6 +56,7 @@ from chatops.policy.models import (
     Urgency,
 )
 from chatops.policy.names import closest, normalise_severity
+from chatops.sources.audit_filter import AUDIT_FILE, read_audit_filter
 
 __all__ = [
     "DEFAULT_DRAFT_CHANNEL",
@@ -575,9 +583,15 @@ def load_policy(directory: Path) -> Policy:
     raw_services, services_doc = _parse(directory, SERVICES_FILE, b)
     part = b.severity_file(severity_doc) if severity_doc is not None else _SeverityFile(None, {}, "", "")
     services: dict[str, Service] = {}
+    deploy_watch: DeployWatch = "open_incidents"
     if services_doc is not None:
-        top = b.fields(services_doc, ("services",))
+        top = b.fields(services_doc, ("services",), ("deploy_watch",))
         services = b.services(top["services"], part.roles) if "services" in top else {}
+        mode = b.choice(top["deploy_watch"], DEPLOY_WATCH_MODES) if "deploy_watch" in top else None
+        deploy_watch = next((m for m in DEPLOY_WATCH_MODES if m == mode), deploy_watch)
+    grants, raw_grants = read_grants(directory, b)
+    audit, raw_audit = read_audit_filter(directory, b)
+    dashboards, raw_dashboards = read_dashboards(directory, b, list(services))
     if b.problems:
         raise ConfigError(b.problems)
     return Policy(
@@ -586,6 +600,15 @@ def load_policy(directory: Path) -> Policy:
         roles=MappingProxyType(part.roles or {}),
         draft_channel=part.draft_channel,
         platform_channel=part.platform_channel,
-        digest=_digest({SEVERITY_FILE: raw_severity, SERVICES_FILE: raw_services}),
+        digest=_digest(
+            {SEVERITY_FILE: raw_severity, SERVICES_FILE: raw_services}
+            | ({GRANTS_FILE: raw_grants} if raw_grants is not None else {})
+            | ({AUDIT_FILE: raw_audit} if raw_audit is not None else {})
+            | ({DASHBOARDS_FILE: raw_dashboards} if raw_dashboards is not None else {})
+        ),
         loaded_at=datetime.now(UTC),
+        grants=grants,
+        audit=audit,
+        dashboards=dashboards,
+        deploy_watch=deploy_watch,
     )

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar, Literal
 
+from chatops.dashboards import Dashboards
+from chatops.policy.grants import Grants
 from chatops.policy.names import (
     UnknownName,
     closest,
@@ -20,9 +22,11 @@ from chatops.policy.names import (
     normalise_severity,
     severity_suggestion,
 )
+from chatops.sources.audit_filter import DEFAULT_AUDIT_FILTER, AuditFilter
 
 __all__ = [
     "COMMS_POLICIES",
+    "DEPLOY_WATCH_MODES",
     "TEMPLATE_FIELDS",
     "URGENCIES",
     "AlertTrigger",
@@ -30,6 +34,7 @@ __all__ = [
     "CommsPolicy",
     "CommsRule",
     "Dashboard",
+    "DeployWatch",
     "JudgementTrigger",
     "Policy",
     "PostMortemRule",
@@ -48,6 +53,10 @@ Urgency = Literal["high", "low"]
 CommsPolicy = Literal["public_status_page", "in_app_banner", "internal_only"]
 URGENCIES: tuple[Urgency, ...] = ("high", "low")
 COMMS_POLICIES: tuple[CommsPolicy, ...] = ("public_status_page", "in_app_banner", "internal_only")
+DeployWatch = Literal["open_incidents", "all_mapped"]
+DEPLOY_WATCH_MODES: tuple[DeployWatch, ...] = ("open_incidents", "all_mapped")
+"""``services.yaml`` ``deploy_watch``: watch Deployments in the namespaces of services with open incidents, or in
+every namespace a service maps (warm caches: the first rollout after a declaration already knows the old image)."""
 TEMPLATE_FIELDS: tuple[str, ...] = ("service", "severity", "channel", "started_at")
 """The placeholders a comms draft template may use."""
 
@@ -245,7 +254,9 @@ class Policy:
     """One validated, immutable snapshot of the policy directory.
 
     ``severities`` is ordered by rank (sev1 first), ``services`` in file order, ``roles`` maps each known role to a
-    description. ``digest`` is the sha256 of the source files; equal digests mean identical policy.
+    description. ``digest`` is the sha256 of the source files; equal digests mean identical policy. ``grants``
+    says who may run what (``grants.yaml``, or :meth:`Grants.default` without one); ``audit`` which Kubernetes audit
+    events are recorded (``audit.yaml``, or the default filter).
     """
 
     severities: Mapping[str, Severity]
@@ -255,6 +266,10 @@ class Policy:
     platform_channel: str
     digest: str
     loaded_at: datetime
+    grants: Grants = field(default_factory=Grants.default)
+    audit: AuditFilter = DEFAULT_AUDIT_FILTER
+    dashboards: Dashboards = field(default_factory=Dashboards.empty)
+    deploy_watch: DeployWatch = "open_incidents"
 
     def severity(self, text: str) -> Severity:
         """Look up a severity by any accepted spelling (``sev2``, ``SEV-2``, ``sev_2``, ``2``).

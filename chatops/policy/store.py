@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from chatops.errors import ConfigError
+from chatops.policy.grants import describe_grants_change
 from chatops.policy.loader import load_policy
 from chatops.policy.models import Policy, Service, Severity
 
@@ -259,4 +260,5 @@ def describe_change(old: Policy, new: Policy) -> list[str]:
     for name, service in new.services.items():
         out += _service_change(old.services[name], service) if name in old.services else [f"service {name} added"]
     out += [f"service {name} removed" for name in old.services if name not in new.services]
+    out += describe_grants_change(old.grants, new.grants)
     return out

@@ -63,11 +63,12 @@ from chatops.sandbox.slack_state import (
     SlidingWindow,
     TokenBucket,
     User,
+    Usergroup,
     Workspace,
     retry_after_seconds,
 )
 
-__all__ = ["Call", "Channel", "Envelope", "Ephemeral", "Message", "SlackSandbox", "User"]
+__all__ = ["Call", "Channel", "Envelope", "Ephemeral", "Message", "SlackSandbox", "User", "Usergroup"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -76,7 +77,7 @@ _JSON_FIELDS = ("blocks", "attachments", "files", "view", "metadata")
 _BOT_SCOPES = (
     "commands,chat:write,chat:write.public,channels:read,channels:manage,channels:join,channels:history,"
     "groups:read,groups:write,groups:history,pins:read,pins:write,reactions:write,users:read,users:read.email,"
-    "files:read,files:write"
+    "files:read,files:write,usergroups:read"
 )
 _RESPONSE_URL_USES = 5
 
@@ -222,6 +223,10 @@ class SlackSandbox:
         """Create a channel without an API call and return its id; raises ``ValueError`` for a bad or taken name."""
         return self.workspace.add_channel(name, members=members, bot_member=bot_member, is_private=is_private).id
 
+    def add_usergroup(self, handle: str, users: Iterable[str] = (), *, usergroup_id: str | None = None) -> str:
+        """Create a user group (``usergroups.users.list`` answers for it) and return its ``S…`` id."""
+        return self.workspace.add_usergroup(handle, users, usergroup_id=usergroup_id).id
+
     def channel_by_name(self, name: str) -> Channel | None:
         """The channel called ``name`` (``#`` optional), or ``None``."""
         return self.workspace.channel_by_name(name)
@@ -334,6 +339,65 @@ class SlackSandbox:
         """Deliver an ``interactive`` envelope (block_actions, view_submission, ...) with ``payload`` as given."""
         accepts = payload.get("type") == "view_submission"
         envelope = self.hub.dispatch("interactive", payload, accepts_response_payload=accepts)
+        return await self._maybe_wait(envelope, wait_ack, timeout)
+
+    async def click_button(
+        self,
+        *,
+        user_id: str,
+        channel_id: str,
+        action_id: str,
+        value: str,
+        message_ts: str | None = None,
+        is_ephemeral: bool = False,
+        block_id: str = "",
+        wait_ack: bool = True,
+        timeout: float = 5.0,
+    ) -> Envelope:
+        """Deliver the ``block_actions`` payload Slack sends when ``user_id`` clicks a button in ``channel_id``.
+
+        ``message_ts`` names the message holding the button (its JSON is included unless ``is_ephemeral``, as on
+        Slack, where an ephemeral message's container has ``is_ephemeral`` and the payload carries no message).
+        The payload has a fresh ``trigger_id`` and a working ``response_url``.
+        """
+        channel = self._require_channel(channel_id)
+        user = self._require_user(user_id)
+        response_id = secrets.token_urlsafe(12)
+        self._response_urls[response_id] = {
+            "command": action_id,
+            "channel_id": channel.id,
+            "user_id": user.id,
+            "uses": 0,
+        }
+        ts = message_ts or self.workspace.next_ts()
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": self.team_id},
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "container": {"type": "message", "message_ts": ts, "channel_id": channel.id, "is_ephemeral": is_ephemeral},
+            "trigger_id": self.workspace.issue_trigger(),
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel.id, "name": channel.name},
+            "state": {"values": {}},
+            "response_url": f"{self.url}/response/{response_id}",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id or secrets.token_hex(3),
+                    "text": {"type": "plain_text", "text": "button", "emoji": True},
+                    "value": value,
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        message = channel.find(ts) if not is_ephemeral else None
+        if message is not None:
+            payload["message"] = self.workspace.message_json(channel, message)
+        envelope = self.hub.dispatch("interactive", payload, accepts_response_payload=False)
         return await self._maybe_wait(envelope, wait_ack, timeout)
 
     async def redeliver(self, envelope: Envelope, *, wait_ack: bool = True, timeout: float = 5.0) -> Envelope:

@@ -36,6 +36,7 @@ __all__ = [
     "SlidingWindow",
     "TokenBucket",
     "User",
+    "Usergroup",
     "Workspace",
     "retry_after_seconds",
     "validate_channel_name",
@@ -76,6 +77,7 @@ METHOD_TIERS: dict[str, int | None] = {
     "files.info": 4,
     "files.upload": 2,
     "views.open": 4,
+    "usergroups.users.list": 2,
 }
 
 #: Methods that take the app-level ``xapp-`` token; every other method takes the bot ``xoxb-`` token.
@@ -174,6 +176,15 @@ class Ephemeral:
     blocks: list[Any] | None
     thread_ts: str | None = None
     source: str = "api"
+
+
+@dataclass
+class Usergroup:
+    """A user group (``@sre-oncall``): ``id`` like ``S0123``, ``handle`` without ``@``, member user ids."""
+
+    id: str
+    handle: str
+    users: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -321,6 +332,7 @@ class Workspace:
         self.files: dict[str, dict[str, Any]] = {}
         self.ephemerals: list[Ephemeral] = []
         self.views: list[dict[str, Any]] = []
+        self.usergroups: dict[str, Usergroup] = {}
         #: Inner ``event`` bodies waiting to be wrapped in ``event_callback`` envelopes and sent.
         self.outbox: list[dict[str, Any]] = []
         self._triggers: dict[str, tuple[float, bool]] = {}
@@ -355,6 +367,7 @@ class Workspace:
             "files.info": self._files_info,
             "files.upload": self._files_upload,
             "views.open": self._views_open,
+            "usergroups.users.list": self._usergroups_users_list,
         }
 
     # ------------------------------------------------------------------ identifiers and time
@@ -412,6 +425,19 @@ class Workspace:
         channel = Channel(self.new_id("C"), name, members=member_ids, is_private=is_private, creator=self.bot_user_id)
         self.channels[channel.id] = channel
         return channel
+
+    def add_usergroup(self, handle: str, users: Iterable[str] = (), *, usergroup_id: str | None = None) -> Usergroup:
+        """Create a user group directly; raises ``ValueError`` for unknown users or a taken handle."""
+        handle = handle.removeprefix("@")
+        if any(g.handle == handle for g in self.usergroups.values()):
+            raise ValueError(f"user group handle @{handle} is taken")
+        members = list(dict.fromkeys(users))
+        unknown = sorted(u for u in members if u not in self.users)
+        if unknown:
+            raise ValueError(f"unknown users {unknown}: add them with add_user() first")
+        group = Usergroup(usergroup_id or self.new_id("S"), handle, members)
+        self.usergroups[group.id] = group
+        return group
 
     def channel_by_name(self, name: str) -> Channel | None:
         """The channel called ``name`` (a leading ``#`` is ignored), archived ones included."""
@@ -773,6 +799,12 @@ class Workspace:
         channel = self._visible_channel(params)
         page, cursor = _page(sorted(channel.members), params, 100)
         return {"members": page, "response_metadata": {"next_cursor": cursor}}
+
+    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = self.usergroups.get(_as_str(params.get("usergroup")) or "")
+        if group is None:
+            raise ApiError("no_such_subteam")
+        return {"users": list(group.users)}
 
     def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._member_channel(params, writable=False)

@@ -1,4 +1,4 @@
-"""A whole sandbox workspace: Slack, PagerDuty and Zoom stand-ins, seeded from a policy folder.
+"""A whole sandbox workspace: Slack, PagerDuty, Zoom (and optionally Kubernetes) stand-ins, seeded from a policy folder.
 
 Used by ``chatops demo``, the end-to-end tests and the benchmarks. :meth:`SandboxWorld.env` gives the environment
 a daemon needs to talk to it — exactly the production variables, only the base URLs point at 127.0.0.1.
@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from chatops.policy.loader import load_policy
+from chatops.sandbox.kubernetes import KubernetesSandbox
 from chatops.sandbox.pagerduty import PagerDutySandbox
 from chatops.sandbox.slack import SlackSandbox
 from chatops.sandbox.tls import SandboxTLS
@@ -56,6 +57,7 @@ class SandboxWorld:
         slack_tier_limits: dict[int, int] | None = None,
         ack_timeout: float = 3.0,
         emit_message_events: bool = False,
+        kubernetes: bool = False,
     ) -> None:
         self.policy = load_policy(policy_dir)
         self.policy_dir = policy_dir
@@ -65,6 +67,8 @@ class SandboxWorld:
         )
         self.pagerduty: PagerDutySandbox | None = PagerDutySandbox(self.tls) if pagerduty else None
         self.zoom: ZoomSandbox | None = ZoomSandbox() if zoom else None
+        #: The Kubernetes API stand-in (Deployments), when asked for.
+        self.kubernetes: KubernetesSandbox | None = KubernetesSandbox() if kubernetes else None
         self.ic = IC
         self.people = CAST
         self.ops_channel = ""
@@ -94,6 +98,8 @@ class SandboxWorld:
             self._seed_pagerduty(self.pagerduty)
         if self.zoom is not None:
             await self.zoom.start()
+        if self.kubernetes is not None:
+            await self.kubernetes.start()
 
     def _seed_pagerduty(self, pd: PagerDutySandbox) -> None:
         pd.add_user("PBOT001", PD_FROM, "chatops bot")
@@ -120,6 +126,8 @@ class SandboxWorld:
 
     async def stop(self) -> None:
         """Stop everything and remove the throwaway CA."""
+        if self.kubernetes is not None:
+            await self.kubernetes.stop()
         if self.zoom is not None:
             await self.zoom.stop()
         if self.pagerduty is not None:
@@ -151,4 +159,6 @@ class SandboxWorld:
                 "ZOOM_API_URL": self.zoom.api_url,
                 "ZOOM_OAUTH_URL": self.zoom.oauth_url,
             }
+        if self.kubernetes is not None:
+            env |= {"KUBERNETES_API_URL": self.kubernetes.url, "KUBERNETES_TOKEN": self.kubernetes.token}
         return env | overrides

@@ -1,20 +1,18 @@
 """The seam every timeline producer writes to.
 
 Producers (the declare workflow, the dispatcher, Slack events, webhooks, the deploy watch, the link redirector)
-never talk to Postgres themselves: they hand events to a :class:`TimelineSink`. The batching writer (issue 3)
-implements it with a bounded queue, redaction and an on-disk spool; :class:`DirectSink` is the plain
-write-through implementation used until then.
+never talk to Postgres themselves: they hand events to a :class:`TimelineSink`. The daemon's sink is the batching
+:class:`~chatops.timeline.writer.TimelineWriter` (bounded queue, redaction, on-disk spool during outages).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from chatops.timeline.events import TimelineEvent
-from chatops.timeline.store import TimelineStore
 
-__all__ = ["DirectSink", "TimelineSink"]
+__all__ = ["FlushableSink", "TimelineSink", "flush_sink"]
 
 
 class TimelineSink(Protocol):
@@ -29,16 +27,17 @@ class TimelineSink(Protocol):
         ...
 
 
-class DirectSink:
-    """Write-through sink: each event is inserted before ``record`` returns."""
+@runtime_checkable
+class FlushableSink(Protocol):
+    """A sink that can wait until what it accepted is committed (the writer; test fakes need not be)."""
 
-    def __init__(self, store: TimelineStore) -> None:
-        self.store = store
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything accepted so far is stored; False if ``timeout`` ran out first."""
+        ...
 
-    async def record(self, event: TimelineEvent) -> None:
-        """Insert now (duplicates by source + dedup key are ignored by the store)."""
-        await self.store.append(event)
 
-    def offer(self, events: Sequence[TimelineEvent]) -> bool:
-        """Not supported without a buffer: callers that need non-blocking acceptance need the batching writer."""
-        return False
+async def flush_sink(sink: TimelineSink, timeout: float | None = None) -> bool:
+    """Flush ``sink`` if it supports it (readers call this before querying); True when nothing is pending."""
+    if isinstance(sink, FlushableSink):
+        return await sink.flush(timeout)
+    return True

@@ -9,13 +9,14 @@ trip, atomic, and no temporary table churning the catalog at every flush.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import asyncpg
 
 from chatops.db.pool import json_dumps
 from chatops.timeline.events import TimelineEvent
+from chatops.timeline.rows import Row
 
 __all__ = ["TimelineStore"]
 
@@ -104,6 +105,38 @@ class TimelineStore:
         status: str = await self._pool.execute(_INSERT_MANY, *columns)
         return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <n>"
 
+    async def append_rows(self, rows: Sequence[Row], *, timeout: float | None = None) -> int:
+        """Store writer rows (already redacted, payload as JSON text) atomically; return how many were new."""
+        if not rows:
+            return 0
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        status: str = await self._pool.execute(_INSERT_MANY, *columns, timeout=timeout)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def iter_events(
+        self, incident_id: str, *, types: Collection[str] | None = None, page: int = 5000
+    ) -> AsyncIterator[list[TimelineEvent]]:
+        """Every event of an incident in causal order, in pages (keyset pagination: constant cost per page)."""
+        after: tuple[dt.datetime, int] | None = None
+        type_filter = "" if types is None else " AND type = ANY($2::text[])"
+        type_arg: list[Any] = [] if types is None else [[str(t) for t in types]]
+        n = len(type_arg) + 2
+        first = f"SELECT {_COLUMNS} FROM timeline_events WHERE incident_id = $1{type_filter} ORDER BY occurred_at, id"
+        then = (
+            f"SELECT {_COLUMNS} FROM timeline_events WHERE incident_id = $1{type_filter} "
+            f"AND (occurred_at, id) > (${n}, ${n + 1}) ORDER BY occurred_at, id"
+        )
+        while True:
+            if after is None:
+                rows = await self._pool.fetch(f"{first} LIMIT ${n}", incident_id, *type_arg, page)
+            else:
+                rows = await self._pool.fetch(f"{then} LIMIT ${n + 2}", incident_id, *type_arg, *after, page)
+            if rows:
+                yield [_event(r) for r in rows]
+            if len(rows) < page:
+                return
+            after = (rows[-1]["occurred_at"], rows[-1]["id"])
+
     async def query(
         self,
         incident_id: str,
@@ -112,12 +145,16 @@ class TimelineStore:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         actor: str | None = None,
+        actors: Collection[str] | None = None,
         limit: int = 1000,
+        with_payload: bool = True,
     ) -> list[TimelineEvent]:
         """Events of an incident in causal order (``occurred_at``, then ``id``).
 
         ``types`` keeps only those types; ``since`` (inclusive) and ``until`` (exclusive) bound ``occurred_at``
-        and must be timezone-aware; ``actor`` keeps one actor's events; at most ``limit`` rows (the earliest).
+        and must be timezone-aware; ``actor`` keeps one actor's events, ``actors`` any of several; at most ``limit``
+        rows (the earliest). ``with_payload=False`` leaves ``payload`` empty (for one-line listings: less to send
+        and decode).
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -136,9 +173,12 @@ class TimelineStore:
             bind("occurred_at < {}", _aware(until, "until"))
         if actor is not None:
             bind("actor = {}", actor)
+        if actors is not None:
+            bind("actor = ANY({}::text[])", list(actors))
         args.append(limit)
+        columns = _COLUMNS if with_payload else _COLUMNS.replace("payload", "'{}'::jsonb AS payload")
         sql = (
-            f"SELECT {_COLUMNS} FROM timeline_events WHERE {' AND '.join(where)} "
+            f"SELECT {columns} FROM timeline_events WHERE {' AND '.join(where)} "
             f"ORDER BY occurred_at, id LIMIT ${len(args)}"
         )
         return [_event(r) for r in await self._pool.fetch(sql, *args)]

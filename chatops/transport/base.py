@@ -13,11 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-__all__ = ["Chat", "ChatError", "ChatUnavailable", "Invocation", "PostedMessage", "UserProfile"]
+__all__ = [
+    "Action",
+    "Chat",
+    "ChatError",
+    "ChatUnavailable",
+    "Invocation",
+    "InvocationOrigin",
+    "PostedMessage",
+    "StoredMessage",
+    "UserProfile",
+]
 
 Blocks = Sequence[dict[str, Any]]
+InvocationOrigin = Literal["slash", "button", "confirmed"]
+"""How a command was started: typed, a button (e.g. a runbook step), or a confirmed button."""
 
 
 class ChatError(Exception):
@@ -56,10 +68,21 @@ class PostedMessage:
 
 
 @dataclass(frozen=True)
+class StoredMessage:
+    """A message as read back from a channel."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]] | None
+
+
+@dataclass(frozen=True)
 class Invocation:
     """A slash command as the dispatcher sees it, independent of the platform's payload shape.
 
     ``dedup_key`` identifies the command across redeliveries (Slack: the ``trigger_id``), never the envelope.
+    ``origin`` says whether it was typed, started by a button, or is a button run the user has just confirmed.
     """
 
     command: str
@@ -72,6 +95,25 @@ class Invocation:
     dedup_key: str
     envelope_id: str = ""
     retry_attempt: int = 0
+    response_url: str | None = None
+    origin: InvocationOrigin = "slash"
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button click (Slack ``block_actions``), independent of the payload shape.
+
+    ``dedup_key`` identifies the click across redeliveries (Slack: the click's ``trigger_id``).
+    """
+
+    action_id: str
+    value: str
+    user_id: str
+    user_name: str
+    channel_id: str
+    trigger_id: str
+    dedup_key: str
+    message_ts: str | None = None
     response_url: str | None = None
 
 
@@ -116,6 +158,31 @@ class Chat(Protocol):
 
     async def user_profile(self, user_id: str) -> UserProfile:
         """Look a user up."""
+        ...
+
+    async def channel_members(self, channel: str) -> list[str]:
+        """User ids of a channel's members (every page of conversations.members)."""
+        ...
+
+    async def usergroup_members(self, usergroup: str) -> list[str]:
+        """User ids in a user group (usergroups.users.list)."""
+        ...
+
+    async def fetch_message(self, channel: str, ts: str) -> StoredMessage | None:
+        """One top-level message of a channel by ``ts`` (None when it is gone)."""
+        ...
+
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        content: bytes,
+        *,
+        title: str,
+        initial_comment: str | None = None,
+        thread_ts: str | None = None,
+    ) -> str:
+        """Share a file in a channel (Slack: the 3-step external upload); returns the file id."""
         ...
 
     def channel_link(self, channel_id: str) -> str:

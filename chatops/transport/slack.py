@@ -1,9 +1,11 @@
 """Slack Socket Mode transport (slack-bolt ``AsyncApp`` + ``AsyncSocketModeHandler``).
 
 This module only translates: a slash-command payload becomes an :class:`~chatops.transport.base.Invocation`
-handed to the dispatcher, events go to the event sink. Every envelope is acked *before* any work starts (Slack's
-3 s deadline); the work then runs as a tracked task. Bolt sends no ack when a listener raises or none matches, so
-the socket handler below acks those envelopes itself — an unacked envelope would only come back as a redelivery.
+handed to the dispatcher, a button click (``block_actions``) becomes an :class:`~chatops.transport.base.Action`
+handed to the action sink (the dispatcher again: runbook steps and confirmations), events go to the event sink.
+Every envelope is acked *before* any work starts (Slack's 3 s deadline); the work then runs as a tracked task.
+Bolt sends no ack when a listener raises or none matches, so the socket handler below acks those envelopes
+itself — an unacked envelope would only come back as a redelivery.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from chatops.errors import ConfigError
 from chatops.tasks import TaskTracker, TrackerClosed
-from chatops.transport.base import Invocation
+from chatops.transport.base import Action, Invocation
 
-__all__ = ["SlackTransport", "invocation_from_payload"]
+__all__ = ["SlackTransport", "actions_from_payload", "invocation_from_payload"]
 
 log = logging.getLogger(__name__)
 
 CommandSink = Callable[[Invocation], Awaitable[Any]]
 EventSink = Callable[[dict[str, Any]], Awaitable[Any]]
+ActionSink = Callable[[Action], Awaitable[Any]]
+ACTION_PREFIX = "chatops."
+"""Only buttons whose ``action_id`` starts with this are chatops's own (others are acked and ignored)."""
 
 
 def invocation_from_payload(body: dict[str, Any], *, envelope_id: str = "", retry_attempt: int = 0) -> Invocation:
@@ -53,6 +58,33 @@ def invocation_from_payload(body: dict[str, Any], *, envelope_id: str = "", retr
         retry_attempt=retry_attempt,
         response_url=body.get("response_url"),
     )
+
+
+def actions_from_payload(body: dict[str, Any]) -> list[Action]:
+    """Translate a ``block_actions`` payload: one :class:`Action` per chatops button in it (usually one)."""
+    user = body.get("user") or {}
+    channel = body.get("channel") or {}
+    container = body.get("container") or {}
+    trigger_id = str(body.get("trigger_id") or "")
+    out = []
+    for index, action in enumerate(body.get("actions") or []):
+        action_id = str(action.get("action_id", ""))
+        if not action_id.startswith(ACTION_PREFIX):
+            continue
+        out.append(
+            Action(
+                action_id=action_id,
+                value=str(action.get("value", "")),
+                user_id=str(user.get("id", "")),
+                user_name=str(user.get("username") or user.get("name") or user.get("id", "")),
+                channel_id=str(channel.get("id") or container.get("channel_id") or ""),
+                trigger_id=trigger_id,
+                dedup_key=f"{trigger_id or action.get('action_ts', '')}:{index}",
+                message_ts=container.get("message_ts") or (body.get("message") or {}).get("ts"),
+                response_url=body.get("response_url"),
+            )
+        )
+    return out
 
 
 class _AckingHandler(AsyncSocketModeHandler):
@@ -88,6 +120,7 @@ class SlackTransport:
         tasks: TaskTracker,
         on_command: CommandSink,
         on_event: EventSink | None = None,
+        on_action: ActionSink | None = None,
         ping_interval: float = 10.0,
     ) -> None:
         self.web = web
@@ -95,6 +128,7 @@ class SlackTransport:
         self._app_token = app_token
         self._on_command = on_command
         self._on_event = on_event
+        self._on_action = on_action
         self._ping_interval = ping_interval
         self._handler: _AckingHandler | None = None
         self.app = self._build_app()
@@ -105,7 +139,7 @@ class SlackTransport:
             request_verification_enabled=False,
             ignoring_self_events_enabled=False,
             url_verification_enabled=False,
-            process_before_response=False,
+            process_before_response=True,  # listeners only ack and spawn: ack as soon as they return
         )
 
         @app.command(re.compile(".*"))
@@ -121,8 +155,12 @@ class SlackTransport:
                 self._spawn(self._on_event(body), f"event {body.get('event', {}).get('type')}")
 
         @app.action(re.compile(".*"))
-        async def on_action(ack: AsyncAck) -> None:
+        async def on_action(ack: AsyncAck, body: dict[str, Any]) -> None:
             await ack()
+            if self._on_action is None:
+                return
+            for action in actions_from_payload(body):
+                self._spawn(self._on_action(action), f"action {action.action_id}")
 
         @app.error
         async def on_error(error: Exception, body: dict[str, Any]) -> None:

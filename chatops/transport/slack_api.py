@@ -7,6 +7,7 @@ answers become :class:`ChatError` carrying Slack's error code, so callers branch
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatops.retry import Backoff, Retryable, parse_retry_after, retry_async
-from chatops.transport.base import Blocks, ChatError, ChatUnavailable, PostedMessage, UserProfile
+from chatops.transport.base import Blocks, ChatError, ChatUnavailable, PostedMessage, StoredMessage, UserProfile
 from chatops.transport.ratelimit import METHOD_TIERS, TIER_LIMITS, ChannelPacer, SlidingWindow
 
 __all__ = ["SlackChat"]
@@ -27,8 +28,14 @@ log = logging.getLogger(__name__)
 # Errors that may succeed on a second try (PROTOCOLS.md §2: internal_error/fatal_error may mean "partly happened";
 # the creators of channels re-read state themselves, see SlackChat.create_channel).
 _JSON_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
-_GET_METHODS = frozenset({"users.info", "conversations.info", "conversations.members", "conversations.history"})
+_GET_METHODS = frozenset(
+    {"users.info", "conversations.info", "conversations.members", "conversations.history", "usergroups.users.list"}
+)
 _TRANSIENT_CODES = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+# chat.postMessage pacing per channel: Slack allows about 1 message/s. Slack counts when a request *arrives*, we
+# count when we *send*: pacing at exactly 1/s draws a 429 (and a >= 1 s Retry-After) whenever a later request
+# travels faster than an earlier one (a fresh connection vs a kept-alive one is enough). 10 % slack absorbs that.
+_CHANNEL_RATE = 1.0 / 1.1
 
 
 class SlackChat:
@@ -41,14 +48,18 @@ class SlackChat:
         backoff: Backoff | None = None,
         tier_limits: dict[int, int] | None = None,
         channel_burst: int = 3,
+        request_timeout: float = 30.0,
     ) -> None:
         self.client = client
+        # Per attempt. The SDK ignores its own ``timeout`` when given a shared session, which is how the daemon
+        # builds it, so without this a stalled Slack would hold a step for aiohttp's 5-minute default.
+        self._request_timeout = request_timeout
         self.bot_user_id = ""
         self.team_id = ""
         self._backoff = backoff or Backoff(attempts=5, base=0.2, cap=5.0)
         self._tier_limits = dict(TIER_LIMITS) | (tier_limits or {})
         self._windows: dict[str, SlidingWindow] = {}
-        self._pacer = ChannelPacer(rate=1.0, burst=channel_burst)
+        self._pacer = ChannelPacer(rate=_CHANNEL_RATE, burst=channel_burst)
 
     @classmethod
     def create(cls, *, token: str, base_url: str, session: aiohttp.ClientSession, **kwargs: Any) -> SlackChat:
@@ -79,7 +90,8 @@ class SlackChat:
             else:
                 await self._window(method).acquire()
             try:
-                response = await self._send(method, params)
+                async with asyncio.timeout(self._request_timeout):
+                    response = await self._send(method, params)
             except SlackApiError as exc:
                 status = exc.response.status_code
                 code = str(exc.response.get("error", "unknown_error"))
@@ -174,6 +186,89 @@ class SlackChat:
             real_name=profile.get("real_name") or user.get("real_name"),
             email=profile.get("email"),
         )
+
+    async def channel_members(self, channel: str) -> list[str]:
+        """Every page of conversations.members."""
+        members: list[str] = []
+        cursor = ""
+        while True:
+            params: dict[str, Any] = {"channel": channel, "limit": 200}
+            if cursor:
+                params["cursor"] = cursor
+            data = await self.call("conversations.members", **params)
+            members += [str(m) for m in data.get("members", [])]
+            cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return members
+
+    async def usergroup_members(self, usergroup: str) -> list[str]:
+        """usergroups.users.list (needs the ``usergroups:read`` scope)."""
+        data = await self.call("usergroups.users.list", usergroup=usergroup)
+        return [str(u) for u in data.get("users", [])]
+
+    async def fetch_message(self, channel: str, ts: str) -> StoredMessage | None:
+        """conversations.history pinned to one ``ts``."""
+        data = await self.call("conversations.history", channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1)
+        for message in data.get("messages", []):
+            if str(message.get("ts")) == ts:
+                blocks = message.get("blocks")
+                return StoredMessage(
+                    channel, ts, str(message.get("text", "")), blocks if isinstance(blocks, list) else None
+                )
+        return None
+
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        content: bytes,
+        *,
+        title: str,
+        initial_comment: str | None = None,
+        thread_ts: str | None = None,
+    ) -> str:
+        """files.getUploadURLExternal → POST the bytes to its ``upload_url`` → files.completeUploadExternal.
+
+        (``files.upload`` is retired.) The bytes go over the shared aiohttp session, retried on 5xx and network
+        errors; the file is shared in ``channel`` (optionally in a thread, with a comment). Returns the file id.
+        """
+        ticket = await self.call("files.getUploadURLExternal", filename=filename, length=len(content))
+        upload_url, file_id = str(ticket["upload_url"]), str(ticket["file_id"])
+        await self._post_bytes(upload_url, content)
+        params: dict[str, Any] = {"files": [{"id": file_id, "title": title}], "channel_id": channel}
+        if initial_comment:
+            params["initial_comment"] = initial_comment
+        if thread_ts:
+            params["thread_ts"] = thread_ts
+        await self.call("files.completeUploadExternal", **params)
+        return file_id
+
+    async def _post_bytes(self, url: str, content: bytes) -> None:
+        session = self.client.session
+        own = session is None
+        http = aiohttp.ClientSession() if session is None else session
+
+        async def attempt() -> None:
+            try:
+                headers = {"Content-Type": "application/octet-stream"}
+                async with http.post(url, data=content, headers=headers) as response:
+                    body = await response.text()
+                    if response.status >= 500 or response.status == 429:
+                        raise Retryable(f"http_{response.status}", status=response.status)
+                    if response.status != 200:
+                        raise ChatError("files.upload_url", f"http_{response.status}: {body[:200]}")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise Retryable(type(exc).__name__) from exc
+
+        def give_up(exc: Retryable, attempts: int) -> Exception:
+            log.warning("file upload failed", extra={"error": exc.detail, "attempts": attempts})
+            return ChatUnavailable("files.upload_url", exc.detail, attempts)
+
+        try:
+            await retry_async(attempt, self._backoff, on_giveup=give_up)
+        finally:
+            if own:
+                await http.close()
 
     def channel_link(self, channel_id: str) -> str:
         """``<#C123>`` renders as a clickable channel name in Slack."""

@@ -51,6 +51,14 @@ class DaemonProcess:
                 entries.append({"message": line, "level": "raw"})
         return entries
 
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the daemon's HTTP side, from the ``http`` field of its "chatops is running" log."""
+        for entry in self.logs():
+            if str(entry.get("message", "")).startswith("chatops is running") and entry.get("http"):
+                return f"http://{entry['http']}"
+        raise AssertionError("the daemon has not logged 'chatops is running' with its HTTP address yet")
+
     async def wait_log(self, message: str, *, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -137,3 +145,15 @@ async def db(fresh_database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0) -> Any:
+    """Retry ``check`` (an async callable that asserts) until it passes; the timeline writer flushes in batches."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)

@@ -12,7 +12,7 @@ import pytest
 from chatops.sandbox.slack import Channel
 from chatops.sandbox.world import SandboxWorld
 
-from .conftest import DaemonFactory, DaemonProcess
+from .conftest import DaemonFactory, DaemonProcess, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -90,11 +90,16 @@ async def test_sev2_checkout_runs_the_whole_playbook(
     row = await db.fetchrow("select * from incidents where channel_id = $1", room.id)
     assert row is not None and row["severity"] == "sev2" and row["service"] == "checkout"
     assert row["status"] == "declared" and row["ic_user_id"] == world.ic.slack_id
-    events = await db.fetch(
-        "select type, payload from timeline_events where incident_id = $1 order by occurred_at", row["id"]
-    )
-    types = [e["type"] for e in events]
-    assert types.count("page") == 3 and "comms" in types and "alert" in types
+
+    async def timeline() -> list[asyncpg.Record]:
+        events = await db.fetch(
+            "select type, payload from timeline_events where incident_id = $1 order by occurred_at", row["id"]
+        )
+        types = [e["type"] for e in events]
+        assert types.count("page") == 3 and "comms" in types and "alert" in types and "declaration" in types
+        return events
+
+    events = await eventually(timeline)
     [declaration] = [e for e in events if e["type"] == "declaration"]
     payload = declaration["payload"]
     if isinstance(payload, str):
@@ -214,8 +219,12 @@ async def test_pagerduty_down_is_reported_and_everything_else_still_happens(
     assert "PagerDuty: 503 after 4 tries" in text and "page manually" in text
     assert room.topic.startswith("SEV2 :: checkout")
     assert any("investigating" in m.text for m in world.slack.channels[world.draft_channel].messages)
-    failed = await db.fetch("select summary from timeline_events where type = 'step_failed'")
-    assert any("503 after 4 tries" in r["summary"] for r in failed)
+
+    async def failure_recorded() -> None:
+        failed = await db.fetch("select summary from timeline_events where type = 'step_failed'")
+        assert any("503 after 4 tries" in r["summary"] for r in failed)
+
+    await eventually(failure_recorded)
 
 
 @pytest.mark.parametrize("world_options", [{"zoom": False}])

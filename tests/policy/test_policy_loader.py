@@ -496,14 +496,14 @@ def test_non_text_keys(tmp_path: Path) -> None:
 
 def test_other_yaml_files_are_ignored(tmp_path: Path) -> None:
     write(tmp_path)
-    (tmp_path / "dashboards.yaml").write_text("this: [is, not: ours\n", encoding="utf-8")
+    (tmp_path / "notes.yaml").write_text("this: [is, not: ours\n", encoding="utf-8")
     (tmp_path / "grants.yaml").write_text("grants: {}\n", encoding="utf-8")
     assert list(load_policy(tmp_path).services) == ["checkout"]
 
 
 def test_digest_covers_policy_files_only(tmp_path: Path) -> None:
     first = load_policy(write(tmp_path)).digest
-    (tmp_path / "dashboards.yaml").write_text("x: 1\n", encoding="utf-8")
+    (tmp_path / "notes.yaml").write_text("x: 1\n", encoding="utf-8")
     assert load_policy(tmp_path).digest == first
     write(tmp_path, services=SERVICES + "# a comment is a change too\n")
     assert load_policy(tmp_path).digest != first

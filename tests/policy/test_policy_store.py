@@ -142,7 +142,7 @@ async def test_reload_unchanged_is_a_no_op(policy_dir: Path) -> None:
     recorder = Recorder()
     store = make_store(policy_dir, recorder)
     before = store.current
-    (policy_dir / "dashboards.yaml").write_text("not: ours\n", encoding="utf-8")
+    (policy_dir / "notes.yaml").write_text("not: ours\n", encoding="utf-8")
     assert await store.reload("manual") is False
     assert store.current is before
     assert recorder.applied == []

@@ -1,0 +1,95 @@
+"""``/escalate``: roles through the service routing, people through responder requests, all on the record."""
+
+from __future__ import annotations
+
+import json
+
+from chatops.testing import Bot
+
+
+def pd_pages(bot: Bot) -> dict[str, dict[str, object]]:
+    assert bot.world.pagerduty is not None
+    return {str(i["incident_key"]): i for i in bot.world.pagerduty.incidents if i.get("incident_key")}
+
+
+def summary_text(bot: Bot, room: str) -> str:
+    channel = bot.channel(room)
+    [pinned] = [m for m in channel.messages if m.ts == channel.pins[0]]
+    return json.dumps(pinned.blocks)
+
+
+async def test_escalating_a_role_pages_it_records_it_and_adds_it_to_the_summary(bot: Bot) -> None:
+    room = await bot.declare("sev2 checkout")
+    incident = await bot.daemon.services.incidents.by_channel(room)  # type: ignore[union-attr]
+    assert incident is not None
+
+    run = await bot.run("/escalate manager error rate still climbing", channel=room)
+
+    assert run.outcome == "ok", run.text
+    page = pd_pages(bot)[f"{incident.id}/manager"]
+    assert page["urgency"] == "high"
+    assert f"PD #{page['incident_number']}" in run.text
+    [event] = [e for e in run.events if e.type == "escalation"]
+    assert event.actor == bot.ic
+    assert event.payload["role"] == "manager" and event.payload["reason"] == "error rate still climbing"
+    text = summary_text(bot, room)
+    assert "*Escalated*" in text and f"PD #{page['incident_number']}" in text and "error rate still climbing" in text
+    assert "*Paged*" in text, "what the declaration wrote stays"
+
+
+async def test_a_role_already_paged_is_said_so_and_not_paged_again(bot: Bot) -> None:
+    room = await bot.declare("sev2 checkout")
+    before = len(pd_pages(bot))
+    run = await bot.run("/escalate secondary", channel=room)
+    assert run.outcome == "ok"
+    assert "secondary is already paged for this incident" in run.text
+    assert len(pd_pages(bot)) == before
+    assert not [e for e in run.events if e.type == "escalation"]
+
+
+async def test_escalating_twice_pages_once(bot: Bot) -> None:
+    room = await bot.declare("sev3 auth")
+    first = await bot.run("/escalate secondary", channel=room)
+    second = await bot.run("/escalate secondary", channel=room)
+    assert "Escalated to *secondary*" in first.text
+    assert "already paged" in second.text
+    assert len([k for k in pd_pages(bot) if k.endswith("/secondary")]) == 1
+
+
+async def test_unknown_and_unrouted_roles(bot: Bot) -> None:
+    room = await bot.declare("sev3 auth")
+    typo = await bot.run("/escalate secondry", channel=room)
+    assert typo.outcome == "user_error" and "did you mean secondary?" in typo.text
+    unrouted = await bot.run("/escalate db_sme", channel=room)
+    assert unrouted.outcome == "user_error"
+    assert "`auth` has no PagerDuty routing for db_sme" in unrouted.text
+
+
+async def test_escalating_a_person_sends_a_responder_request(bot: Bot) -> None:
+    room = await bot.declare("sev2 checkout")
+    ravi = bot.world.people[1]
+    run = await bot.run(f"/escalate <@{ravi.slack_id}|ravi> need eyes on the consumer", channel=room)
+    assert run.outcome == "ok", run.text
+    assert bot.world.pagerduty is not None
+    [request] = bot.world.pagerduty.responder_requests
+    assert request["responder_request_targets"][0]["responder_request_target"]["id"] == ravi.pd_id
+    assert "need eyes on the consumer" in json.dumps(request)
+    [event] = [e for e in run.events if e.type == "escalation"]
+    assert event.payload["user"] == ravi.slack_id
+    assert f"<@{ravi.slack_id}>" in summary_text(bot, room)
+
+
+async def test_a_402_is_explained(bot: Bot) -> None:
+    room = await bot.declare("sev2 checkout")
+    assert bot.world.pagerduty is not None
+    bot.world.pagerduty.responder_requests_enabled = False
+    run = await bot.run(f"/escalate <@{bot.world.people[2].slack_id}>", channel=room)
+    assert run.outcome == "user_error"
+    assert "plan does not include responder requests (402)" in run.text
+    assert "/escalate secondary" in run.text
+
+
+async def test_outside_a_war_room_it_says_where_to_run_it(bot: Bot) -> None:
+    run = await bot.run("/escalate secondary")
+    assert run.outcome == "denied"
+    assert "Run it in the incident's war room" in run.text
