@@ -26,23 +26,17 @@ Test controls: :meth:`~PagerDutySandbox.inject` (canned error statuses; 429 bodi
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from chatops.sandbox.recording import BODY_KEY, Handler, RecordedCall, RecordingSandbox
 from chatops.sandbox.tls import SandboxTLS
 
 __all__ = ["Call", "PagerDutySandbox"]
 
 JSON = dict[str, Any]
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _OPEN_STATUSES = frozenset({"triggered", "acknowledged"})
@@ -50,7 +44,6 @@ _ALL_STATUSES = frozenset({"triggered", "acknowledged", "resolved"})
 _FIRST_INCIDENT_NUMBER = 871234
 _DUPLICATE_KEY_ERROR = "Open incident with matching dedup key already exists on this service"
 _HTML_BASE = "https://sandbox.pagerduty.com"
-_BODY_KEY = web.RequestKey("pd_sandbox_body", object)
 _REQUESTER_KEY = web.RequestKey("pd_sandbox_requester", dict)
 _REASONS = {
     429: "Rate Limit Exceeded",
@@ -61,33 +54,8 @@ _REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class Call:
-    """One request as the stand-in saw it; ``headers`` keys are lower-cased, ``body`` is JSON or None."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any
-    status: int
-    at: float
-
-
-@dataclass
-class _Injection:
-    status: int
-    remaining: int
-    method: str | None
-    path_prefix: str
-    retry_after: int | None
-
-    def matches(self, method: str, path: str) -> bool:
-        return (
-            self.remaining > 0
-            and (self.method is None or self.method.upper() == method)
-            and path.startswith(self.path_prefix)
-        )
+Call = RecordedCall
+"""One request as the stand-in saw it; ``headers`` keys are lower-cased, ``body`` is JSON or None."""
 
 
 def _now() -> str:
@@ -112,61 +80,29 @@ def _invalid(*errors: str) -> web.Response:
     return _error(400, "Invalid Input Provided", 2001, list(errors))
 
 
-class PagerDutySandbox:
+class PagerDutySandbox(RecordingSandbox):
     """PagerDuty REST v2 stand-in, run on the test's loop: ``async with PagerDutySandbox(tls) as pd``."""
 
     def __init__(self, tls: SandboxTLS, *, api_key: str = "pd-sandbox-key") -> None:
-        self._tls = tls
+        super().__init__(tls)
         self._api_key = api_key
         self._users: dict[str, JSON] = {}
         self._services: dict[str, JSON] = {}
         self._on_call: dict[str, str] = {}
-        self._injections: list[_Injection] = []
-        self._latency = 0.0
         self._next_number = _FIRST_INCIDENT_NUMBER
-        self._runner: web.AppRunner | None = None
-        self.url = ""
         self.incidents: list[JSON] = []
-        self.calls: list[Call] = []
         self.responder_requests: list[JSON] = []
         self.responder_requests_enabled = True
 
-    # ----------------------------------------------------------------- lifecycle
+    # ----------------------------------------------------------------------- app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen on ``host:port`` (0 = any free port) over TLS; sets :attr:`url`."""
-        app = web.Application(middlewares=[self._middleware])
+    def _add_routes(self, app: web.Application) -> None:
         app.router.add_get("/incidents", self._list_incidents)
         app.router.add_post("/incidents", self._create_incident)
         app.router.add_get("/incidents/{id}", self._get_incident)
         app.router.add_put("/incidents/{id}", self._update_incident)
         app.router.add_post("/incidents/{id}/responder_requests", self._responder_request)
         app.router.add_get("/users", self._list_users)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=self._tls.server_ssl_context())
-        await site.start()
-        self._runner = runner
-        bound_port = runner.addresses[0][1]
-        self.url = f"https://{host}:{bound_port}"
-
-    async def stop(self) -> None:
-        """Stop listening and close open connections."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> PagerDutySandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ------------------------------------------------------------------ controls
 
@@ -222,26 +158,6 @@ class PagerDutySandbox:
             status=status,
         )
 
-    def inject(
-        self,
-        status: int,
-        *,
-        times: int = 1,
-        method: str | None = None,
-        path_prefix: str = "",
-        retry_after: int | None = None,
-    ) -> None:
-        """Answer ``status`` to the next ``times`` requests matching ``method``/``path_prefix``.
-
-        Injections are checked before authentication; a ``Retry-After`` header is sent when ``retry_after`` is
-        given. 429 bodies are PagerDuty's rate-limit error (code 2020).
-        """
-        self._injections.append(_Injection(status, times, method, path_prefix, retry_after))
-
-    def set_latency(self, seconds: float) -> None:
-        """Delay every response by ``seconds``."""
-        self._latency = max(0.0, seconds)
-
     def incident(self, incident_id: str) -> JSON:
         """The stored incident with ``incident_id`` (KeyError when unknown)."""
         for inc in self.incidents:
@@ -249,40 +165,9 @@ class PagerDutySandbox:
                 return inc
         raise KeyError(incident_id)
 
-    # -------------------------------------------------------------- middleware
+    # ---------------------------------------------------------- request handling
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        if self._latency:
-            await asyncio.sleep(self._latency)
-        body: Any = None
-        body_error = False
-        if request.can_read_body:
-            raw = await request.read()
-            if raw:
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    body_error = True
-        request[_BODY_KEY] = body
-        response = await self._respond(request, handler, body_error)
-        self.calls.append(
-            Call(
-                method=request.method,
-                path=request.path,
-                query={k: request.query.getall(k) for k in request.query},
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=body,
-                status=response.status,
-                at=time.monotonic(),
-            )
-        )
-        return response
-
-    async def _respond(self, request: web.Request, handler: _Handler, body_error: bool) -> web.StreamResponse:
-        injected = self._take_injection(request.method, request.path)
-        if injected is not None:
-            return injected
+    async def _respond(self, request: web.Request, handler: Handler, malformed: bool) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Token token={self._api_key}":
             return _error(401, "Authentication failed", 2006)
         if request.method in _WRITE_METHODS:
@@ -300,7 +185,7 @@ class PagerDutySandbox:
                     [f'The "From" header ({sender}) is not the email of a valid user'],
                 )
             request[_REQUESTER_KEY] = requester
-        if body_error:
+        if malformed:
             return _invalid("Request body is not valid JSON")
         try:
             return await handler(request)
@@ -309,19 +194,10 @@ class PagerDutySandbox:
         except web.HTTPMethodNotAllowed:
             return _error(405, "Method Not Allowed")
 
-    def _take_injection(self, method: str, path: str) -> web.Response | None:
-        for inj in self._injections:
-            if inj.matches(method, path):
-                inj.remaining -= 1
-                headers = {"Retry-After": str(inj.retry_after)} if inj.retry_after is not None else {}
-                message = _REASONS.get(inj.status, "Injected error")
-                code = 2020 if inj.status == 429 else 2000 if inj.status >= 500 else 2001
-                return web.json_response(
-                    {"error": {"message": message, "code": code}},
-                    status=inj.status,
-                    headers=headers,
-                )
-        return None
+    def _injected_body(self, status: int) -> JSON:
+        """PagerDuty's error shape; 429 is its rate-limit error (code 2020), 5xx code 2000, others 2001."""
+        code = 2020 if status == 429 else 2000 if status >= 500 else 2001
+        return {"error": {"message": _REASONS.get(status, "Injected error"), "code": code}}
 
     # ----------------------------------------------------------------- helpers
 
@@ -387,7 +263,7 @@ class PagerDutySandbox:
     # ----------------------------------------------------------------- routes
 
     async def _create_incident(self, request: web.Request) -> web.Response:
-        body = request[_BODY_KEY]
+        body = request[BODY_KEY]
         if not isinstance(body, dict) or not isinstance(body.get("incident"), dict):
             return _invalid('Body must be {"incident": {...}}')
         inc: JSON = body["incident"]
@@ -505,7 +381,7 @@ class PagerDutySandbox:
             incident = self.incident(request.match_info["id"])
         except KeyError:
             return _error(404, "Not Found", 2100)
-        body = request[_BODY_KEY]
+        body = request[BODY_KEY]
         inc = body.get("incident") if isinstance(body, dict) else None
         if not isinstance(inc, dict) or inc.get("type") not in ("incident", "incident_reference"):
             return _invalid('Body must be {"incident": {"type": "incident_reference", ...}}')
@@ -536,7 +412,7 @@ class PagerDutySandbox:
             return _error(404, "Not Found", 2100)
         if not self.responder_requests_enabled:
             return _error(402, "Payment Required: the account does not have the responder requests feature")
-        body = request[_BODY_KEY]
+        body = request[BODY_KEY]
         if not isinstance(body, dict):
             return _invalid("Body must be a JSON object")
         requester_id = body.get("requester_id")

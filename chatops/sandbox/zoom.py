@@ -13,35 +13,30 @@
   for the user in one UTC day → ``429`` with Zoom's daily-limit body and headers (``X-RateLimit-Type:
   Daily-limit``, ``Retry-After`` as an ISO date-time of the next UTC midnight).
 
-Test controls: :meth:`~ZoomSandbox.expire_tokens`, :meth:`~ZoomSandbox.inject`,
-:meth:`~ZoomSandbox.set_latency`, the ``calls`` log, ``meetings`` and ``token_requests``. Plain HTTP by
+Test controls: :meth:`~ZoomSandbox.expire_tokens`, :meth:`~ZoomSandbox.inject` (Zoom-style ``{"code","message"}``
+bodies), :meth:`~ZoomSandbox.set_latency`, the ``calls`` log, ``meetings`` and ``token_requests``. Plain HTTP by
 default; pass a :class:`~chatops.sandbox.tls.SandboxTLS` to serve HTTPS.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from chatops.sandbox.recording import BODY_KEY, Handler, RecordedCall, RecordingSandbox
 from chatops.sandbox.tls import SandboxTLS
 
 __all__ = ["ZoomCall", "ZoomSandbox"]
 
 JSON = dict[str, Any]
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_BODY_KEY = web.RequestKey("zoom_sandbox_body", object)
 _FIRST_MEETING_ID = 85746065432
 _MEETING_TYPES = frozenset({1, 2, 3, 8, 10})
 _TOPIC_MAX = 200
@@ -50,26 +45,8 @@ _EXPIRED_TOKEN = {"code": 124, "message": "Access token is expired."}
 _INVALID_CLIENT = {"reason": "Invalid client_id or client_secret", "error": "invalid_client"}
 
 
-@dataclass(frozen=True)
-class ZoomCall:
-    """One request as the stand-in saw it; ``headers`` keys are lower-cased, ``body`` is JSON/form/None."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any
-    status: int
-    at: float
-
-
-@dataclass
-class _Injection:
-    status: int
-    remaining: int
-    method: str | None
-    path_prefix: str
-    retry_after: int | None
+ZoomCall = RecordedCall
+"""One request as the stand-in saw it; ``headers`` keys are lower-cased, ``body`` is JSON/form/None."""
 
 
 @dataclass
@@ -79,7 +56,7 @@ class _Token:
     revoked: bool = False
 
 
-class ZoomSandbox:
+class ZoomSandbox(RecordingSandbox):
     """Zoom OAuth + meetings stand-in: ``async with ZoomSandbox() as zoom``, then use its URLs."""
 
     def __init__(
@@ -93,6 +70,7 @@ class ZoomSandbox:
         host_email: str = "incident-bot@example.com",
         tls: SandboxTLS | None = None,
     ) -> None:
+        super().__init__(tls)
         self.account_id = account_id
         self.client_id = client_id
         self.client_secret = client_secret
@@ -100,19 +78,13 @@ class ZoomSandbox:
         self.meetings_per_day = meetings_per_day
         self.host_email = host_email
         self._host_id = "zS4ndb0xH0stUser1"
-        self._tls = tls
         self._tokens: dict[str, _Token] = {}
         self._created_today: dict[str, int] = {}
-        self._injections: list[_Injection] = []
-        self._latency = 0.0
         self._next_id = _FIRST_MEETING_ID
-        self._runner: web.AppRunner | None = None
-        self.url = ""
         self.meetings: list[JSON] = []
-        self.calls: list[ZoomCall] = []
         self.token_requests = 0
 
-    # ----------------------------------------------------------------- lifecycle
+    # ----------------------------------------------------------------------- app
 
     @property
     def oauth_url(self) -> str:
@@ -124,37 +96,9 @@ class ZoomSandbox:
         """The API base (``https://api.zoom.us/v2`` in production)."""
         return f"{self.url}/v2"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen on ``host:port`` (0 = any free port); sets :attr:`url`."""
-        app = web.Application(middlewares=[self._middleware])
+    def _add_routes(self, app: web.Application) -> None:
         app.router.add_post("/oauth/token", self._token)
         app.router.add_post("/v2/users/{user_id}/meetings", self._create_meeting)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        ssl_context = self._tls.server_ssl_context() if self._tls is not None else None
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        self._runner = runner
-        scheme = "https" if self._tls is not None else "http"
-        self.url = f"{scheme}://{host}:{runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        """Stop listening and close open connections."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> ZoomSandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ------------------------------------------------------------------ controls
 
@@ -163,90 +107,33 @@ class ZoomSandbox:
         for token in self._tokens.values():
             token.revoked = True
 
-    def inject(
-        self,
-        status: int,
-        *,
-        times: int = 1,
-        method: str | None = None,
-        path_prefix: str = "",
-        retry_after: int | None = None,
-    ) -> None:
-        """Answer ``status`` (Zoom-style ``{"code","message"}`` body) to the next ``times`` matching calls."""
-        self._injections.append(_Injection(status, times, method, path_prefix, retry_after))
+    # ---------------------------------------------------------- request handling
 
-    def set_latency(self, seconds: float) -> None:
-        """Delay every response by ``seconds``."""
-        self._latency = max(0.0, seconds)
+    async def _decode_body(self, request: web.Request, raw: bytes) -> tuple[Any, bool]:
+        if request.content_type == "application/x-www-form-urlencoded":
+            form = await request.post()
+            return {k: str(v) for k, v in form.items()}, False
+        return await super()._decode_body(request, raw)
 
-    # -------------------------------------------------------------- middleware
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        if self._latency:
-            await asyncio.sleep(self._latency)
-        body: Any = None
-        malformed = False
-        if request.can_read_body:
-            raw = await request.read()
-            if raw and request.content_type == "application/x-www-form-urlencoded":
-                form = await request.post()
-                body = {k: str(v) for k, v in form.items()}
-            elif raw:
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    malformed = True
-        request[_BODY_KEY] = body
-        response: web.StreamResponse | None = self._take_injection(request.method, request.path)
-        if response is None:
-            if malformed:
-                response = web.json_response(
-                    {"code": 300, "message": "Request Body should be a valid JSON object."},
-                    status=400,
-                )
-            else:
-                try:
-                    response = await handler(request)
-                except web.HTTPException as exc:
-                    response = web.json_response(
-                        {"code": exc.status, "message": exc.reason},
-                        status=exc.status,
-                    )
-        assert response is not None
-        self.calls.append(
-            ZoomCall(
-                method=request.method,
-                path=request.path,
-                query={k: request.query.getall(k) for k in request.query},
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=body,
-                status=response.status,
-                at=time.monotonic(),
+    async def _respond(self, request: web.Request, handler: Handler, malformed: bool) -> web.StreamResponse:
+        if malformed:
+            return web.json_response(
+                {"code": 300, "message": "Request Body should be a valid JSON object."},
+                status=400,
             )
-        )
-        return response
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            return web.json_response({"code": exc.status, "message": exc.reason}, status=exc.status)
 
-    def _take_injection(self, method: str, path: str) -> web.Response | None:
-        for inj in self._injections:
-            if (
-                inj.remaining > 0
-                and (inj.method is None or inj.method.upper() == method)
-                and path.startswith(inj.path_prefix)
-            ):
-                inj.remaining -= 1
-                headers = {"Retry-After": str(inj.retry_after)} if inj.retry_after is not None else {}
-                message = (
-                    "You have reached the maximum per-second rate limit for this API. Try again later."
-                    if inj.status == 429
-                    else "Injected error"
-                )
-                return web.json_response(
-                    {"code": inj.status, "message": message},
-                    status=inj.status,
-                    headers=headers,
-                )
-        return None
+    def _injected_body(self, status: int) -> JSON:
+        """Zoom's ``{"code","message"}`` shape; 429 carries its per-second rate-limit message."""
+        message = (
+            "You have reached the maximum per-second rate limit for this API. Try again later."
+            if status == 429
+            else "Injected error"
+        )
+        return {"code": status, "message": message}
 
     # ----------------------------------------------------------------- routes
 
@@ -254,7 +141,7 @@ class ZoomSandbox:
         self.token_requests += 1
         if not self._basic_auth_ok(request.headers.get("Authorization", "")):
             return web.json_response(_INVALID_CLIENT, status=400)
-        body = request[_BODY_KEY]
+        body = request[BODY_KEY]
         params: dict[str, str] = dict(request.query)
         if isinstance(body, dict):
             params.update({k: str(v) for k, v in body.items()})
@@ -307,7 +194,7 @@ class ZoomSandbox:
         user = request.match_info["user_id"]
         if user not in ("me", self.host_email, self._host_id):
             return web.json_response({"code": 1001, "message": "User does not exist: " + user}, status=404)
-        body = request[_BODY_KEY]
+        body = request[BODY_KEY]
         errors: list[JSON] = []
         if not isinstance(body, dict):
             return web.json_response(

@@ -25,12 +25,14 @@ __all__ = ["SlackChat"]
 
 log = logging.getLogger(__name__)
 
-# Errors that may succeed on a second try (PROTOCOLS.md §2: internal_error/fatal_error may mean "partly happened";
-# the creators of channels re-read state themselves, see SlackChat.create_channel).
 _JSON_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
 _GET_METHODS = frozenset(
     {"users.info", "conversations.info", "conversations.members", "conversations.history", "usergroups.users.list"}
 )
+# A create that answered internal_error/5xx may have happened (PROTOCOLS.md §2): retrying could make a second
+# channel or post twice, so those errors reach the caller, who reports them (429s are always safe to retry).
+_CREATES = frozenset({"conversations.create", "chat.postMessage", "files.completeUploadExternal"})
+# Errors that may succeed on a second try of a method that is safe to repeat.
 _TRANSIENT_CODES = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 # chat.postMessage pacing per channel: Slack allows about 1 message/s. Slack counts when a request *arrives*, we
 # count when we *send*: pacing at exactly 1/s draws a 429 (and a >= 1 s Retry-After) whenever a later request
@@ -97,7 +99,7 @@ class SlackChat:
                 code = str(exc.response.get("error", "unknown_error"))
                 if status == 429:
                     raise Retryable("ratelimited", status=429, retry_after=_retry_after(exc.response.headers)) from exc
-                if status >= 500 or code in _TRANSIENT_CODES:
+                if (status >= 500 or code in _TRANSIENT_CODES) and method not in _CREATES:
                     raise Retryable(code, status=status) from exc
                 raise ChatError(method, code) from exc
             except (aiohttp.ClientError, TimeoutError) as exc:

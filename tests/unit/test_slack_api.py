@@ -242,6 +242,22 @@ async def test_transient_error_codes_are_retried_then_succeed(chat: SlackChat, s
     assert sandbox.channels[channel].purpose == "Runbook: x"
 
 
+@pytest.mark.parametrize("method", ["conversations.create", "chat.postMessage"])
+async def test_creates_are_not_retried_after_an_internal_error(
+    chat: SlackChat, sandbox: SlackSandbox, method: str
+) -> None:
+    # internal_error may mean the create happened: a retry could make a second channel or a double post.
+    sandbox.fail(method, "internal_error", times=1)
+    channel = sandbox.add_channel("war-room")
+    with pytest.raises(ChatError) as exc:
+        if method == "conversations.create":
+            await chat.create_channel("inc-2026-04-22-0247-checkout")
+        else:
+            await chat.post_message(channel, "hello")
+    assert exc.value.code == "internal_error"
+    assert errors(sandbox, method) == ["internal_error"]
+
+
 async def test_persistent_internal_errors_end_in_chat_unavailable(chat: SlackChat, sandbox: SlackSandbox) -> None:
     sandbox.fail("chat.update", "internal_error", times=10)
     channel = sandbox.add_channel("war-room")
