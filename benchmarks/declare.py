@@ -92,7 +92,7 @@ def dependency_bound(
         claim ─┬─► channel ─┬─► topic, purpose, invite, confirm (ephemeral)
                │            └─► summary (after the bridge too) ─► pin
                ├─► bridge: [Zoom token] + meeting
-               ├─► acknowledge: users.info ─► PD find user ─► PD open incidents ─► PD ack × acks (one by one)
+               ├─► acknowledge: (users.info ─► PD find user) ∥ PD open incidents ─► PD ack × acks (in parallel)
                ├─► page × pages (one PD call each, in parallel)
                └─► comms draft (chat.postMessage)
         (acknowledge, pages, channel chain) ─► chat.update of the summary, when anything landed after its post
@@ -102,7 +102,7 @@ def dependency_bound(
     summary_starts = max(channel, bridge)
     summary_posted = summary_starts + slack
     chain = max(channel + slack, summary_posted + slack)  # channel's followers, then pin after the summary
-    acknowledge = slack + 2 * pagerduty + acks * pagerduty
+    acknowledge = max(slack + pagerduty, pagerduty) + (pagerduty if acks else 0.0)
     paging = pagerduty if pages else 0.0
     followers = max(acknowledge, paging)
     # The summary is rendered when it is posted; a step finishing after that makes the final chat.update needed.
@@ -110,7 +110,7 @@ def dependency_bound(
     final = max(followers, chain) + (slack if needs_update else 0.0)
     total = max(final, slack if comms_draft else 0.0)
     if acknowledge >= max(paging, chain):
-        path = f"users.info → PD user → PD open incidents → PD ack×{acks}"
+        path = f"users.info → PD user (∥ PD open incidents) → PD ack×{acks} in parallel"
     elif chain >= paging:
         path = "channel/bridge → summary → pin"
     else:
