@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from chatops.sources.audit_filter import AUDIT_STAGES, RESTART_ANNOTATION, AuditFacts, AuditFilter
+from chatops.sources.audit_filter import AUDIT_STAGES, RESTART_ANNOTATION, AuditFactFields, AuditFilter
 
 __all__ = ["API_VERSION", "AuditBatchError", "AuditRecord", "parse_event_list"]
 
@@ -118,9 +118,12 @@ def parse_event_list(body: bytes, audit_filter: AuditFilter) -> tuple[int, list[
 
 
 def _record(item: object, audit_filter: AuditFilter) -> AuditRecord | None:
+    # Hot path (every event of every batch): helpers are inlined; each ``x if isinstance(x, str) and x else None``
+    # is :func:`_text`, each ``x if isinstance(x, dict) else _EMPTY`` is :func:`_dict`.
     if not isinstance(item, dict):
         raise AuditBatchError(f"expected an audit Event object, got {_what(item)}")
-    audit_id, stage, verb = item.get("auditID"), item.get("stage"), item.get("verb")
+    get = item.get
+    audit_id, stage, verb = get("auditID"), get("stage"), get("verb")
     if not isinstance(audit_id, str) or not audit_id:
         raise AuditBatchError("missing auditID" if audit_id is None else f"auditID must be text, got {_what(audit_id)}")
     if stage not in AUDIT_STAGES:
@@ -130,29 +133,45 @@ def _record(item: object, audit_filter: AuditFilter) -> AuditRecord | None:
     assert isinstance(stage, str)
     if stage not in audit_filter.stages:
         return None
-    ref, user = _dict(item, "objectRef"), _dict(item, "user")
-    resource, name = _text(ref, "resource"), _text(ref, "name")
-    namespace = _text(ref, "namespace") or (name if resource == "namespaces" else None)
-    username = _text(user, "username") or "system:unknown"
+    ref, user = get("objectRef"), get("user")
+    if not isinstance(ref, dict):
+        ref = _EMPTY
+    if not isinstance(user, dict):
+        user = _EMPTY
+    resource, name, namespace = ref.get("resource"), ref.get("name"), ref.get("namespace")
+    if not isinstance(resource, str) or not resource:
+        resource = None
+    if not isinstance(name, str) or not name:
+        name = None
+    if not isinstance(namespace, str) or not namespace:
+        namespace = name if resource == "namespaces" else None
+    subresource = ref.get("subresource")
+    if not isinstance(subresource, str) or not subresource:
+        subresource = None
+    username = user.get("username")
+    if not isinstance(username, str) or not username:
+        username = "system:unknown"
     groups = user.get("groups")
-    request_object = _dict(item, "requestObject")  # present at the Request level and above only
+    request_object = get("requestObject")  # present at the Request level and above only
+    if not isinstance(request_object, dict):
+        request_object = _EMPTY
     annotations = _template_annotations(request_object) if request_object else _EMPTY
-    facts = AuditFacts(
-        stage=stage,
-        verb=verb,
-        resource=resource,
-        subresource=_text(ref, "subresource"),
-        namespace=namespace,
-        user=username,
-        groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
-        template_annotations=frozenset(annotations) if annotations else _NONE,
+    facts = (
+        stage,
+        verb,
+        resource,
+        subresource,
+        namespace,
+        username,
+        tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
+        frozenset(annotations) if annotations else _NONE,
     )
-    kind = audit_filter.classify(facts)
+    kind = audit_filter.classify_fields(facts)  # no AuditFacts built per event when memoised
     if kind is None:
         return None
-    occurred_at = _timestamp(item.get("stageTimestamp")) or _timestamp(item.get("requestReceivedTimestamp"))
+    occurred_at = _timestamp(get("stageTimestamp")) or _timestamp(get("requestReceivedTimestamp"))
     if occurred_at is None:
-        got = _what(item.get("stageTimestamp"))
+        got = _what(get("stageTimestamp"))
         raise AuditBatchError(f"stageTimestamp must be an RFC 3339 time with a zone, got {got}")
     return _build(item, ref, audit_id, facts, kind, name, occurred_at, annotations, request_object)
 
@@ -161,31 +180,38 @@ def _build(
     item: Mapping[str, Any],
     ref: Mapping[str, Any],
     audit_id: str,
-    facts: AuditFacts,
+    facts: AuditFactFields,
     kind: str,
     name: str | None,
     occurred_at: dt.datetime,
     annotations: Mapping[str, Any],
     request_object: Mapping[str, Any],
 ) -> AuditRecord:
-    code = _dict(item, "responseStatus").get("code")
+    get = item.get
+    status = get("responseStatus")
+    code = status.get("code") if isinstance(status, dict) else None
+    if not isinstance(code, int):
+        code = None
+    api_group, user_agent, request_uri = ref.get("apiGroup"), get("userAgent"), get("requestURI")
+    ips = get("sourceIPs") or []
+    stage, verb, resource, subresource, namespace, user, groups, _ = facts
     payload: dict[str, Any] = {
         "audit_id": audit_id,
-        "stage": facts.stage,
+        "stage": stage,
         "kind": kind,
-        "user": facts.user,
-        "groups": list(facts.groups),
-        "verb": facts.verb,
-        "resource": facts.resource,
-        "api_group": _text(ref, "apiGroup"),
-        "namespace": facts.namespace,
+        "user": user,
+        "groups": list(groups),
+        "verb": verb,
+        "resource": resource,
+        "api_group": api_group if isinstance(api_group, str) and api_group else None,
+        "namespace": namespace,
         "name": name,
-        "subresource": facts.subresource,
-        "code": code if isinstance(code, int) else None,
-        "user_agent": _text(item, "userAgent"),
-        "source_ips": [ip for ip in item.get("sourceIPs") or [] if isinstance(ip, str)],
-        "request_uri": _text(item, "requestURI"),
-        "stage_timestamp": item.get("stageTimestamp"),
+        "subresource": subresource,
+        "code": code,
+        "user_agent": user_agent if isinstance(user_agent, str) and user_agent else None,
+        "source_ips": [ip for ip in ips if isinstance(ip, str)],
+        "request_uri": request_uri if isinstance(request_uri, str) and request_uri else None,
+        "stage_timestamp": get("stageTimestamp"),
     }
     if "impersonatedUser" in item and (impersonated := _text(_dict(item, "impersonatedUser"), "username")):
         payload["impersonated_user"] = impersonated
@@ -193,18 +219,9 @@ def _build(
         if isinstance(annotations.get(RESTART_ANNOTATION), str):
             payload["restarted_at"] = annotations[RESTART_ANNOTATION]
         replicas = _dict(request_object, "spec").get("replicas")
-        if facts.subresource == "scale" and isinstance(replicas, int):
+        if subresource == "scale" and isinstance(replicas, int):
             payload["replicas"] = replicas
-    return AuditRecord(
-        audit_id=audit_id,
-        stage=facts.stage,
-        kind=kind,
-        namespace=facts.namespace,
-        occurred_at=occurred_at,
-        actor=facts.user,
-        summary=_summary(payload),
-        payload=payload,
-    )
+    return AuditRecord(audit_id, stage, kind, namespace, occurred_at, user, _summary(payload), payload)
 
 
 def _summary(p: Mapping[str, Any]) -> str:

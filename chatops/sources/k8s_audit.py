@@ -8,7 +8,8 @@ Answers (the apiserver only looks at the status; it retries errors with backoff,
   apiVersion, ``items`` not a list, ``items[3]: missing auditID``, …).
 * 401 — no or wrong ``Authorization: Bearer <K8S_AUDIT_TOKEN>`` (compared in constant time).
 * 413 — body over the limit (16 MiB decoded by default).
-* 429 + ``Retry-After`` — the writer's queue is full: nothing of this batch was taken, send it again.
+* 429 + ``Retry-After`` — the writer's queue is full: nothing of this batch was taken, send it again. When the
+  writer is already refusing everything (its ``saturated()``), the batch is refused before it is parsed.
 * 503 — ``K8S_AUDIT_TOKEN`` is not set (every request is refused), the writer is shutting down, or the open
   incidents cannot be read. Never "accept, then drop".
 
@@ -28,6 +29,7 @@ from aiohttp import web
 from chatops.policy.models import Policy
 from chatops.policy.store import PolicyStore
 from chatops.sources.audit_events import AuditBatchError, AuditRecord, parse_event_list
+from chatops.sources.audit_filter import AuditFilter
 from chatops.sources.body import BodyError, read_body
 from chatops.sources.open_incidents import IncidentsUnavailable, OpenIncidents, Snapshot
 from chatops.timeline.events import EventType, TimelineEvent
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 PATH = "/webhooks/k8s-audit"
 SOURCE = "k8s-audit"
 MAX_BODY = 16 * 1024 * 1024
+_REFUSED_KEPT = 16  # parses of refused batches kept for their retry (at most this many, this many bytes of body)
+_REFUSED_BYTES = 32 * 1024 * 1024
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -66,6 +70,7 @@ class AuditWebhook:
         self.max_body = max_body
         self.retry_after = retry_after
         self._namespaces: tuple[str, Mapping[str, str]] = ("", {})
+        self._refused: list[tuple[bytes, AuditFilter, tuple[int, list[AuditRecord]]]] = []
 
     def routes(self) -> list[web.RouteDef]:
         """The aiohttp routes this webhook serves."""
@@ -86,11 +91,17 @@ class AuditWebhook:
             body = await read_body(request, self.max_body)
         except BodyError as exc:
             return _error(exc.status, exc.message)
+        saturated = getattr(self.sink, "saturated", None)
+        if saturated is not None and saturated():  # would refuse any event: do not parse a batch to refuse it
+            return self._full()
         policy = self.policy.current
-        try:
-            received, records = parse_event_list(body, policy.audit)
-        except AuditBatchError as exc:
-            return _error(400, str(exc))
+        parsed = self._take_refused(body, policy)
+        if parsed is None:
+            try:
+                parsed = parse_event_list(body, policy.audit)
+            except AuditBatchError as exc:
+                return _error(400, str(exc))
+        received, records = parsed
         try:
             events = await self._attach(policy, records)
         except IncidentsUnavailable as exc:
@@ -102,9 +113,28 @@ class AuditWebhook:
             except RuntimeError:  # the writer is closing (WriterClosed)
                 return _error(503, "shutting down; send this batch to another replica or retry")
             if not accepted:
-                headers = {"Retry-After": str(self.retry_after)}
-                return _error(429, "timeline buffer full: nothing was taken, retry this batch", headers)
+                self._keep_refused(body, policy, parsed)
+                return self._full()
         return web.json_response({"received": received, "recorded": len(events)})
+
+    def _take_refused(self, body: bytes, policy: Policy) -> tuple[int, list[AuditRecord]] | None:
+        """The parse of this very body if it was refused (429) a moment ago: the apiserver sends it again as is."""
+        for i, (kept_body, audit, parsed) in enumerate(self._refused):
+            if audit is policy.audit and kept_body == body:
+                del self._refused[i]
+                return parsed
+        return None
+
+    def _keep_refused(self, body: bytes, policy: Policy, parsed: tuple[int, list[AuditRecord]]) -> None:
+        # Parsing is a pure function of the body and the audit filter, so a retry can reuse it. Bounded: a few
+        # batches per sender.
+        self._refused.append((body, policy.audit, parsed))
+        while len(self._refused) > _REFUSED_KEPT or sum(len(b) for b, _, _ in self._refused) > _REFUSED_BYTES:
+            del self._refused[0]
+
+    def _full(self) -> web.Response:
+        headers = {"Retry-After": str(self.retry_after)}
+        return _error(429, "timeline buffer full: nothing was taken, retry this batch", headers)
 
     def _owners(self, policy: Policy) -> Mapping[str, str]:
         """Namespace → owning service for this policy snapshot (rebuilt when the policy changes)."""
@@ -124,6 +154,7 @@ class AuditWebhook:
 
 
 def _events(owned: list[tuple[AuditRecord, str]], snap: Snapshot) -> list[TimelineEvent]:
+    incidents = {service: snap.incidents_of(service) for service in {service for _, service in owned}}
     return [
         TimelineEvent(
             incident_id=incident,
@@ -136,5 +167,5 @@ def _events(owned: list[tuple[AuditRecord, str]], snap: Snapshot) -> list[Timeli
             dedup_key=f"{record.audit_id}/{record.stage}/{incident}",
         )
         for record, service in owned
-        for incident in snap.incidents_of(service)
+        for incident in incidents[service]
     ]

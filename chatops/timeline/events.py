@@ -50,11 +50,17 @@ class EventType(StrEnum):
 
 def one_line(text: str, limit: int = SUMMARY_MAX) -> str:
     """``text`` folded to one line (runs of whitespace become one space) and cut to ``limit`` characters."""
+    # Fast path: every whitespace character but the ASCII space is non-printable, so a printable text with no
+    # double, leading or trailing space is already folded.
+    if len(text) <= limit and text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
     flat = _WHITESPACE.sub(" ", text).strip()
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def _utc(value: dt.datetime, name: str) -> dt.datetime:
+    if type(value) is dt.datetime and value.tzinfo is dt.UTC:  # the common case: already UTC
+        return value
     if not isinstance(value, dt.datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -82,18 +88,23 @@ class TimelineEvent:
             raise ValueError("incident_id must not be empty")
         if not self.source:
             raise ValueError("source must not be empty")
-        kind = str(self.type)
-        if not _TYPE_NAME.match(kind):
-            raise ValueError(f"event type {kind!r} must match {_TYPE_NAME.pattern}")
-        try:
-            object.__setattr__(self, "type", EventType(kind))
-        except ValueError:
-            object.__setattr__(self, "type", kind)
-        object.__setattr__(self, "occurred_at", _utc(self.occurred_at, "occurred_at"))
+        if type(self.type) is not EventType:  # an EventType member is valid as it is
+            kind = str(self.type)
+            if not _TYPE_NAME.match(kind):
+                raise ValueError(f"event type {kind!r} must match {_TYPE_NAME.pattern}")
+            try:
+                object.__setattr__(self, "type", EventType(kind))
+            except ValueError:
+                object.__setattr__(self, "type", kind)
+        occurred_at = _utc(self.occurred_at, "occurred_at")
+        if occurred_at is not self.occurred_at:
+            object.__setattr__(self, "occurred_at", occurred_at)
         if self.received_at is not None:
             object.__setattr__(self, "received_at", _utc(self.received_at, "received_at"))
-        object.__setattr__(self, "summary", one_line(self.summary))
-        if not isinstance(self.payload, Mapping):
+        summary = one_line(self.summary)
+        if summary is not self.summary:
+            object.__setattr__(self, "summary", summary)
+        if type(self.payload) is not dict and not isinstance(self.payload, Mapping):
             raise TypeError(f"payload must be a mapping, got {type(self.payload).__name__}")
         if self.dedup_key == "":
             raise ValueError("dedup_key must be None or non-empty")

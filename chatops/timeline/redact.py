@@ -80,7 +80,10 @@ _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _SECRET_FIELDS = ("data", "stringData")
 
 
-_ALL_TRIGGERS = tuple(sorted({t for triggers, _, _ in _RULES for t in triggers}))
+_TRIGGERS = {t for triggers, _, _ in _RULES for t in triggers}
+# Every trigger, less those containing another (``aws_secret_access_key`` holds ``secret_access_key``): one of
+# these is in a text exactly when one of all the triggers is.
+_ALL_TRIGGERS = tuple(sorted(t for t in _TRIGGERS if not any(o != t and o in t for o in _TRIGGERS)))
 
 
 def redact_text(text: str) -> str:

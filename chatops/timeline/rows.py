@@ -61,13 +61,13 @@ def to_row(event: TimelineEvent, received_at: dt.datetime) -> Row:
     if structured is not None:
         payload_json = _dumps(structured)
     return Row(
-        incident_id=event.incident_id,
-        type=str(event.type),
-        occurred_at=event.occurred_at,
-        received_at=event.received_at or received_at,
-        actor=event.actor,
-        source=event.source,
-        summary=redact_text(event.summary),
-        payload=redact_text(payload_json),
-        dedup_key=event.dedup_key or f"auto:{uuid.uuid4().hex}",
+        event.incident_id,
+        str(event.type),
+        event.occurred_at,
+        event.received_at or received_at,
+        event.actor,
+        event.source,
+        redact_text(event.summary),
+        redact_text(payload_json),
+        event.dedup_key or f"auto:{uuid.uuid4().hex}",
     )

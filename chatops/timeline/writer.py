@@ -4,9 +4,10 @@ Producers hand events to :meth:`TimelineWriter.record` (waits while the queue is
 :meth:`TimelineWriter.offer` (all-or-nothing, never waits: ``False`` means "full, answer 429/503"). Either way the
 event is redacted and turned into a :class:`~chatops.timeline.rows.Row` at once, so nothing unredacted is ever
 queued, spooled or stored. One task drains the queue in batches of up to ``batch_size`` rows, flushing when a
-batch is full or when its oldest row has waited ``flush_interval`` (~200 ms), one ``INSERT … SELECT unnest(…) ON
-CONFLICT DO NOTHING`` per batch, with up to ``max_in_flight`` (2) batches in flight on separate connections so that
-encoding, the round trip and the commit of one overlap with the server's work on the other.
+batch is full or when its oldest row has waited ``flush_interval`` (~200 ms), one transaction per batch (``COPY``
+into a session staging table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING``), with up to ``max_in_flight`` (2)
+batches in flight on separate connections so that encoding, the round trip and the commit of one overlap with the
+server's work on the other.
 
 Outage handling. When Postgres cannot be reached (connection refused or lost, timeouts, server shutting down, disk
 full) the batch goes to the :class:`~chatops.timeline.spool.Spool` (fsync'd) and so does every later batch while
@@ -196,17 +197,27 @@ class TimelineWriter:
         accepted under a second."""
         if self._closing:
             raise WriterClosed("the timeline writer is closed")
-        limit = self.capacity
-        if self._drain_rate is not None:  # what the writer can commit within max_delay, at its recent pace
-            limit = min(limit, max(self.batch_size, int(self._drain_rate * self.max_delay)))
-        if len(self._buffer) + len(events) > limit or (
-            self._buffer and time.monotonic() - self._buffer[0].accepted > self.max_delay
-        ):
+        if not self._admits(len(events)):
             self.stats.refused += len(events)
             return False
         now = self.clock()
         self._push([to_row(e, now) for e in events])
         return True
+
+    def _admits(self, count: int) -> bool:
+        limit = self.capacity
+        if self._drain_rate is not None:  # what the writer can commit within max_delay, at its recent pace
+            limit = min(limit, max(self.batch_size, int(self._drain_rate * self.max_delay)))
+        return len(self._buffer) + count <= limit and not (
+            self._buffer and time.monotonic() - self._buffer[0].accepted > self.max_delay
+        )
+
+    def saturated(self) -> bool:
+        """True when :meth:`offer` would refuse even a single event right now (not when closed: offer raises).
+
+        Producers with expensive batches (the audit webhook parses up to thousands of events) ask first, so a
+        batch that is going to be refused costs nothing to refuse."""
+        return not self._closing and not self._admits(1)
 
     def _push(self, rows: list[Row]) -> None:
         if self._closing:
@@ -371,8 +382,13 @@ class TimelineWriter:
                 await self._to_spool(batch, entry)
                 return
             now = time.monotonic()
-            for item in batch:
-                self.stats.latency.add(now - item.accepted)
+            accepted, count = batch[0].accepted, 0
+            for item in batch:  # rows offered together share their acceptance time: one histogram entry each
+                if item.accepted != accepted:
+                    self.stats.latency.add(now - accepted, count)
+                    accepted, count = item.accepted, 0
+                count += 1
+            self.stats.latency.add(now - accepted, count)
             pace = len(batch) / max(now - started, 1e-3) * self._max_in_flight
             self._drain_rate = pace if self._drain_rate is None else 0.7 * self._drain_rate + 0.3 * pace
             entry[1] = _DONE
