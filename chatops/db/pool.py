@@ -1,6 +1,7 @@
 """The asyncpg connection pool every store shares.
 
-Each connection gets a JSON codec for ``jsonb`` and ``json`` (Python dicts and lists in, out), a statement
+Each connection gets a JSON codec for ``jsonb`` and ``json`` (Python dicts and lists in, out; a :class:`JsonText`
+goes in as the JSON it already is), ``jsonb`` in binary form so that binary ``COPY`` can write it, a statement
 timeout on the client side (``command_timeout``) and ``application_name`` so ``pg_stat_activity`` shows who we are.
 """
 
@@ -15,7 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
-__all__ = ["create_pool", "dsn_with_database", "json_dumps"]
+__all__ = ["JsonText", "create_pool", "dsn_with_database", "json_dumps"]
 
 
 def _json_default(value: object) -> Any:
@@ -35,9 +36,34 @@ def json_dumps(value: object) -> str:
     return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
+class JsonText(str):
+    """Text that is JSON already (e.g. a redacted timeline payload): written to ``json``/``jsonb`` as it is."""
+
+    __slots__ = ()
+
+
+_JSONB_VERSION = b"\x01"
+
+
+def _json_text(value: object) -> str:
+    return value if type(value) is JsonText else json_dumps(value)
+
+
+def _jsonb_encode(value: object) -> bytes:
+    return _JSONB_VERSION + _json_text(value).encode()
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    if data[:1] != _JSONB_VERSION:
+        raise ValueError(f"unknown jsonb binary format version {data[:1]!r}")
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typename in ("jsonb", "json"):
-        await conn.set_type_codec(typename, schema="pg_catalog", encoder=json_dumps, decoder=json.loads)
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_jsonb_encode, decoder=_jsonb_decode, format="binary"
+    )
+    await conn.set_type_codec("json", schema="pg_catalog", encoder=_json_text, decoder=json.loads)
 
 
 async def create_pool(

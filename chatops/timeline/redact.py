@@ -86,10 +86,23 @@ _TRIGGERS = {t for triggers, _, _ in _RULES for t in triggers}
 _ALL_TRIGGERS = tuple(sorted(t for t in _TRIGGERS if not any(o != t and o in t for o in _TRIGGERS)))
 
 
+# Short texts already found clean (summaries repeat: the same person running the same kubectl against the same
+# object). Only clean texts are remembered, so no secret is kept here.
+_CLEAN: set[str] = set()
+_CLEAN_MAX = 8192
+_CLEAN_LEN = 320
+
+
 def redact_text(text: str) -> str:
     """``text`` with every secret-looking token masked (see the module docstring for the patterns)."""
+    if len(text) <= _CLEAN_LEN and text in _CLEAN:
+        return text
     low = text.lower()
-    if not any(map(low.__contains__, _ALL_TRIGGERS)):  # the common case: ~1 µs, no regex at all
+    if not any(map(low.__contains__, _ALL_TRIGGERS)):  # the common case: a few µs, no regex at all
+        if len(text) <= _CLEAN_LEN:
+            if len(_CLEAN) >= _CLEAN_MAX:
+                _CLEAN.clear()
+            _CLEAN.add(text)
         return text
     for triggers, pattern, replacement in _RULES:
         if any(map(low.__contains__, triggers)):

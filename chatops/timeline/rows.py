@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from chatops.db.pool import json_dumps
+from chatops.db.pool import JsonText, json_dumps
 from chatops.timeline.events import TimelineEvent
 from chatops.timeline.redact import redact_payload, redact_text
 
@@ -32,7 +32,7 @@ class Row(NamedTuple):
     actor: str | None
     source: str
     summary: str
-    payload: str
+    payload: JsonText
     dedup_key: str
 
 
@@ -68,6 +68,6 @@ def to_row(event: TimelineEvent, received_at: dt.datetime) -> Row:
         event.actor,
         event.source,
         redact_text(event.summary),
-        redact_text(payload_json),
+        JsonText(redact_text(payload_json)),
         event.dedup_key or f"auto:{uuid.uuid4().hex}",
     )

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from chatops.db.pool import JsonText
 from chatops.timeline.rows import Row
 
 __all__ = ["Spool", "SpoolError", "decode_line", "encode_line"]
@@ -69,7 +70,7 @@ def decode_line(line: bytes) -> Row:
         actor=obj["a"],
         source=obj["s"],
         summary=obj["m"],
-        payload=json.dumps(obj["p"], ensure_ascii=False, separators=(",", ":")),
+        payload=JsonText(json.dumps(obj["p"], ensure_ascii=False, separators=(",", ":"))),
         dedup_key=obj["k"],
     )
 

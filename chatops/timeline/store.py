@@ -3,10 +3,15 @@
 This is the storage seam under the batching writer: :meth:`TimelineStore.append_many` takes a batch and reports
 how many rows were new, duplicates (same ``source`` + ``dedup_key``, within the batch or already stored) are
 skipped by ``ON CONFLICT DO NOTHING``. :meth:`TimelineStore.append_many` sends a batch as one ``INSERT … SELECT
-FROM unnest(…)`` statement. The writer's :meth:`TimelineStore.append_rows` binary-``COPY``s the batch into a
-session temp table (created once per connection, ``ON COMMIT DELETE ROWS``: no catalog churn per flush) and moves
-it with one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` in the same transaction: atomic, and much cheaper to
-encode on our side than nine arrays (asyncpg inspects every array element).
+FROM unnest(…)`` statement.
+
+The writer's :meth:`TimelineStore.append_rows` is optimistic: a batch is binary-``COPY``d straight into
+``timeline_events`` (one statement, its own transaction: atomic), which is the cheapest write Postgres has. A batch
+holding a row that is already stored (a retried webhook, a redelivery, a spool replay after an uncertain commit)
+fails that ``COPY`` on the unique key as a whole, and only then goes the deduplicating way: ``COPY`` into a
+session temp table (``ON COMMIT DELETE ROWS``: no catalog churn per flush), then one ``INSERT … SELECT … ON
+CONFLICT DO NOTHING`` in the same transaction. (Binary ``COPY`` is also much cheaper to encode on our side than
+nine arrays: asyncpg inspects every array element.)
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ ON CONFLICT (source, dedup_key) DO NOTHING
 
 # Writer rows go through a per-session staging table: binary COPY encodes each value with its codec directly
 # (asyncpg's array encoding inspects every element), then one INSERT … SELECT in the same transaction.
+_TABLE = "timeline_events"
 _STAGE = "timeline_rows_stage"
 _STAGE_COLUMNS = (
     "incident_id",
@@ -59,12 +65,12 @@ _STAGE_COLUMNS = (
 _CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (
     incident_id text, type text, occurred_at timestamptz, received_at timestamptz, actor text, source text,
-    summary text, payload text, dedup_key text, n bigint GENERATED ALWAYS AS IDENTITY
+    summary text, payload jsonb, dedup_key text, n bigint GENERATED ALWAYS AS IDENTITY
 ) ON COMMIT DELETE ROWS
 """
 _INSERT_STAGED = f"""
 INSERT INTO timeline_events (incident_id, type, occurred_at, received_at, actor, source, summary, payload, dedup_key)
-SELECT incident_id, type, occurred_at, coalesce(received_at, now()), actor, source, summary, payload::jsonb, dedup_key
+SELECT incident_id, type, occurred_at, coalesce(received_at, now()), actor, source, summary, payload, dedup_key
 FROM {_STAGE}
 ORDER BY n
 ON CONFLICT (source, dedup_key) DO NOTHING
@@ -140,10 +146,16 @@ class TimelineStore:
         """Store writer rows (already redacted, payload as JSON text) atomically; return how many were new."""
         if not rows:
             return 0
-        async with self._pool.acquire(timeout=timeout) as conn, conn.transaction():
-            await conn.execute(_CREATE_STAGE, timeout=timeout)
-            await conn.copy_records_to_table(_STAGE, records=rows, columns=_STAGE_COLUMNS, timeout=timeout)
-            status: str = await conn.execute(_INSERT_STAGED, timeout=timeout)
+        async with self._pool.acquire(timeout=timeout) as conn:
+            try:
+                await conn.copy_records_to_table(_TABLE, records=rows, columns=_STAGE_COLUMNS, timeout=timeout)
+                return len(rows)
+            except asyncpg.UniqueViolationError:
+                pass  # some of these are stored already: nothing of the COPY was kept; deduplicate instead
+            async with conn.transaction():
+                await conn.execute(_CREATE_STAGE, timeout=timeout)
+                await conn.copy_records_to_table(_STAGE, records=rows, columns=_STAGE_COLUMNS, timeout=timeout)
+                status: str = await conn.execute(_INSERT_STAGED, timeout=timeout)
         return int(status.rsplit(" ", 1)[-1])
 
     async def iter_events(

@@ -4,10 +4,11 @@ Producers hand events to :meth:`TimelineWriter.record` (waits while the queue is
 :meth:`TimelineWriter.offer` (all-or-nothing, never waits: ``False`` means "full, answer 429/503"). Either way the
 event is redacted and turned into a :class:`~chatops.timeline.rows.Row` at once, so nothing unredacted is ever
 queued, spooled or stored. One task drains the queue in batches of up to ``batch_size`` rows, flushing when a
-batch is full or when its oldest row has waited ``flush_interval`` (~200 ms), one transaction per batch (``COPY``
-into a session staging table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING``), with up to ``max_in_flight`` (2)
-batches in flight on separate connections so that encoding, the round trip and the commit of one overlap with the
-server's work on the other.
+batch is full or when its oldest row has waited ``flush_interval`` (~200 ms), one transaction per batch (a binary
+``COPY`` into the table, deduplicating through a staging table only when the batch holds a row already stored: see
+:meth:`~chatops.timeline.store.TimelineStore.append_rows`), with up to ``max_in_flight`` (3) batches in flight on
+separate connections so that our encoding, the server's work (which runs on another core) and the commit's WAL
+flush of different batches overlap.
 
 Outage handling. When Postgres cannot be reached (connection refused or lost, timeouts, server shutting down, disk
 full) the batch goes to the :class:`~chatops.timeline.spool.Spool` (fsync'd) and so does every later batch while
@@ -144,7 +145,7 @@ class TimelineWriter:
         write_timeout: float = 10.0,
         retry_interval: float = 1.0,
         replay_slice: float = 0.5,
-        max_in_flight: int = 2,
+        max_in_flight: int = 3,
         max_delay: float = 0.3,
         clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:

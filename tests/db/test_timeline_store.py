@@ -10,6 +10,7 @@ import pytest
 
 from chatops.incidents.store import IncidentStore
 from chatops.timeline.events import SUMMARY_MAX, EventType, TimelineEvent
+from chatops.timeline.rows import Row, to_row
 from chatops.timeline.store import TimelineStore
 
 T0 = dt.datetime(2026, 4, 22, 2, 47, tzinfo=dt.UTC)
@@ -197,3 +198,41 @@ async def test_query_filters(timeline: TimelineStore) -> None:
         await timeline.query(INC, since=dt.datetime(2026, 4, 22))
     with pytest.raises(ValueError, match="limit"):
         await timeline.query(INC, limit=0)
+
+
+# -- append_rows: the writer's path (optimistic COPY, deduplicating fallback) -----------------------------------
+
+
+def rows_of(*events: TimelineEvent) -> list[Row]:
+    return [to_row(e, T0) for e in events]
+
+
+async def test_append_rows_copies_a_new_batch_in_order_with_payload_as_json(
+    timeline: TimelineStore, db_pool: asyncpg.Pool
+) -> None:
+    batch = rows_of(*(ev(i % 7, key=f"k{i}", payload={"i": i, "nested": {"ok": True}}) for i in range(500)))
+    assert await timeline.append_rows(batch) == 500
+    stored = await db_pool.fetch(
+        "SELECT dedup_key, jsonb_typeof(payload) AS kind, payload->'nested'->>'ok' AS ok "
+        "FROM timeline_events ORDER BY id"
+    )
+    assert [r["dedup_key"] for r in stored] == [f"k{i}" for i in range(500)]  # ids follow the batch order
+    assert {(r["kind"], r["ok"]) for r in stored} == {("object", "true")}  # an object, not a JSON string
+    [got] = await timeline.query(INC, types=["chat"], limit=1)
+    assert got.payload["nested"] == {"ok": True}
+
+
+async def test_append_rows_with_stored_or_repeated_rows_dedups_and_counts_only_new(timeline: TimelineStore) -> None:
+    assert await timeline.append_rows(rows_of(ev(0, key="old"), ev(1, key="older"))) == 2
+    batch = rows_of(ev(2, key="a"), ev(3, key="old"), ev(4, key="b"), ev(5, key="a"), ev(6, key="older"))
+    assert await timeline.append_rows(batch) == 2  # the COPY fails on "old" as a whole; the fallback dedups
+    assert await timeline.append_rows(batch) == 0
+    events = await timeline.query(INC)
+    assert [e.dedup_key for e in events] == ["old", "older", "a", "b"]
+    assert next(e for e in events if e.dedup_key == "a").occurred_at == T0 + dt.timedelta(minutes=2)  # first wins
+
+
+async def test_append_rows_refuses_an_unknown_incident_atomically(timeline: TimelineStore) -> None:
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await timeline.append_rows(rows_of(ev(1, key="a"), ev(2, key="b", incident_id="inc-unknown")))
+    assert await timeline.query(INC) == []

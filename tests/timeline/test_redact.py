@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chatops.timeline import redact
 from chatops.timeline.events import TimelineEvent
 from chatops.timeline.redact import MASK, redact_text
 from chatops.timeline.rows import Row, to_row
@@ -166,3 +167,13 @@ def test_payload_serialisation_matches_the_pool_codec() -> None:
     assert json.loads(_dumps(value)) == json.loads(json_dumps(value))
     small = {k: v for k, v in value.items() if k != "big"}
     assert _dumps(small) == json_dumps(small)
+
+
+def test_clean_texts_are_remembered_and_secrets_never_are() -> None:
+    clean = "exec: ravi@example.com create pods/exec checkout/api-7d9 → 101"
+    secret = "ran kubectl --token=abc123def456 get pods"
+    for _ in range(3):  # the second and later calls answer from the memory of clean texts
+        assert redact_text(clean) == clean
+        assert redact_text(secret) == "ran kubectl --token=*** get pods"
+    assert clean in redact._CLEAN
+    assert not any("abc123" in text for text in redact._CLEAN)

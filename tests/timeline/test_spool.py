@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chatops.db.pool import JsonText
 from chatops.timeline.rows import Row
 from chatops.timeline.spool import Spool, decode_line, encode_line
 
@@ -15,7 +16,7 @@ T = dt.datetime(2026, 4, 22, 2, 47, 1, 123456, tzinfo=dt.UTC)
 
 def r(n: int) -> Row:
     payload = '{"n":' + str(n) + ',"text":"héllo \\"quoted\\"","nested":{"a":[1,2]}}'
-    return Row("inc-1", "chat", T, T, "U1" if n % 2 else None, "slack", f"event {n}", payload, f"k{n}")
+    return Row("inc-1", "chat", T, T, "U1" if n % 2 else None, "slack", f"event {n}", JsonText(payload), f"k{n}")
 
 
 def test_line_round_trip() -> None:

@@ -121,7 +121,9 @@ async def test_offer_refuses_while_the_queue_is_older_than_max_delay(tmp_path: P
         return await original(rows, timeout=timeout)
 
     store.append_rows = slow  # type: ignore[method-assign]
-    writer = writer_for(store, tmp_path, batch_size=10, capacity=100, flush_interval=0.01, max_delay=0.1)
+    writer = writer_for(
+        store, tmp_path, batch_size=10, capacity=100, flush_interval=0.01, max_delay=0.1, max_in_flight=2
+    )
     await writer.start()
     assert writer.offer([ev(i) for i in range(30)])  # 20 in flight (2 batches), 10 queued behind the gate
     await asyncio.sleep(0.2)
