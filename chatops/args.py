@@ -7,6 +7,11 @@ Positional values, ``key=value`` and ``--flag`` forms are accepted. Values are c
 in force, so a typo gets a did-you-mean instead of a silent failure. Every refusal is an :class:`ArgError` whose
 message carries the usage line and an example.
 
+An optional positional argument gives way to the next one when a token is not a valid value for it but is one for
+the next, and that next one has a strict shape (a whole number, a duration or a time): ``/dashboard 1h`` (arguments
+``[service] [range]``) gives ``range=1h`` and leaves the service to the war room, while ``/dashboard chekout``
+still gets the service's did-you-mean. Only when there is a spare slot, so ``/dashboard checkout 1h`` is as typed.
+
 A ``rest`` argument takes the remainder of the line *as typed* (quotes and spacing kept, so PromQL survives, and an
 apostrophe in free text — "we can't reproduce" — is not an unbalanced quote), except trailing ``key=value`` /
 ``--flag`` tokens naming other declared arguments: ``/promql rate(x[5m]) range=1h`` gives ``expr="rate(x[5m])"``
@@ -44,6 +49,8 @@ _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
 _MENTION = re.compile(r"<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 _WHITESPACE = " \t\r\n\f\v"
+_SHAPED = ("int", "duration", "timestamp")
+"""Kinds whose values are recognisable on sight: an optional argument before one may give way to it."""
 
 
 def normalise_quotes(text: str) -> str:
@@ -165,6 +172,21 @@ def _coerce(spec: CommandSpec, arg: Arg, raw: str, policy: Policy, now: datetime
     return raw.lower() if arg.kind == "choice" else raw
 
 
+def _accepts(spec: CommandSpec, arg: Arg, raw: str, policy: Policy, now: datetime) -> bool:
+    try:
+        _coerce(spec, arg, raw, policy, now)
+    except UserError:
+        return False
+    return True
+
+
+def _gives_way(spec: CommandSpec, arg: Arg, after: Arg, raw: str, policy: Policy, now: datetime) -> bool:
+    """Whether ``raw`` should skip optional ``arg`` for ``after`` (see the module docstring)."""
+    if arg.required or arg.kind in ("rest", "string") or after.kind not in _SHAPED:
+        return False
+    return not _accepts(spec, arg, raw, policy, now) and _accepts(spec, after, raw, policy, now)
+
+
 def _named(spec: CommandSpec, token: str) -> Arg | None:
     """The declared argument a ``key=value`` or ``--flag`` token names, if it does."""
     by_name = {a.name: a for a in spec.args}
@@ -205,6 +227,7 @@ def parse_args(spec: CommandSpec, text: str, policy: Policy, *, now: datetime | 
         spans = []
     values: dict[str, Any] = {a.name: False for a in spec.args if a.kind == "flag"}
     positional: list[str] = []
+    remainder = False  # whether the last positional is a rest argument's remainder (slots then fixed as typed)
 
     def take_named(token: str) -> None:
         if token.startswith("--") and len(token) > 2:
@@ -230,13 +253,20 @@ def parse_args(spec: CommandSpec, text: str, policy: Policy, *, now: datetime | 
                 take_named(trailing)
             kept = tokens[index:end]
             positional.append(_rest_text(normalised, spans[index:end], kept, quoted) if spans else " ".join(kept))
+            remainder = True
             break
         positional.append(token)
     free = [a for a in spec.args if a.kind != "flag" and a.name not in values]
     if len(positional) > len(free):
         raise _usage_error(spec, f"unexpected '{' '.join(positional[len(free) :])}'")
-    for arg, raw in zip(free, positional, strict=False):
+    spare = 0 if remainder else len(free) - len(positional)
+    slot = 0
+    for raw in positional:
+        if spare and _gives_way(spec, free[slot], free[slot + 1], raw, policy, moment):
+            slot, spare = slot + 1, spare - 1
+        arg = free[slot]
         values[arg.name] = raw if arg.kind == "rest" else _coerce(spec, arg, raw, policy, moment)
+        slot += 1
     missing = [a.name for a in spec.args if a.kind != "flag" and a.required and a.name not in values]
     if missing:
         raise _usage_error(spec, f"missing {', '.join(missing)}")

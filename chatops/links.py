@@ -9,6 +9,13 @@ links survive restarts), cut to 144 bits. So tokens cannot be forged or altered,
 the token holds no URL, only a hash, and the redirect goes to the URL of the service's runbook or dashboard *in
 the policy in force* whose hash matches. A link whose target has since left the policy answers 410; anything
 that does not verify answers 404. Link unfurlers (Slackbot) and ``HEAD`` requests are redirected, not recorded.
+
+``/dashboard``'s Grafana link is time-ranged, so its exact URL is in no policy: its token (``grafana_range=``)
+carries the hash of the service's Grafana base (``dashboards.yaml``) and a signed ``from``/``to`` in epoch
+milliseconds, and the redirect rebuilds the URL from the base in force with
+:func:`~chatops.dashboards.grafana_link`. Its payload has three more fields (``grafana``, from, to) after the
+four above; a token without them is read exactly as before, so links posted before ranged links existed still
+redirect.
 """
 
 from __future__ import annotations
@@ -19,14 +26,16 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
 
+from chatops.dashboards import grafana_link
 from chatops.policy.models import Service
 from chatops.policy.store import PolicyStore
 from chatops.tasks import TaskTracker, TrackerClosed
@@ -44,6 +53,9 @@ _TAG_BYTES = 18
 _SEP = "\x1f"
 _KEY_FILE = "link-secret"
 _UNFURLERS = ("Slackbot", "Slack-ImgProxy", "facebookexternalhit", "Twitterbot")
+_GRAFANA = "grafana"
+"""The marker field of a time-ranged Grafana link's payload."""
+_MILLIS = re.compile(r"[0-9]{1,13}")  # epoch milliseconds up to the year 2286
 
 
 def _b64(data: bytes) -> str:
@@ -57,6 +69,10 @@ def _unb64(text: str) -> bytes:
 def url_hash(url: str) -> str:
     """The short hash of a target URL a token carries."""
     return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _iso(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def policy_links(service: Service) -> list[tuple[str, str, str]]:
@@ -98,6 +114,8 @@ class LinkClaim:
     service: str
     url_hash: str
     user: str | None
+    grafana_range: tuple[int, int] | None = None
+    """``(from_ms, to_ms)`` of a time-ranged Grafana link; ``url_hash`` is then that of the service's Grafana base."""
 
 
 class Links:
@@ -112,17 +130,43 @@ class Links:
     def _tag(self, payload: bytes) -> bytes:
         return hmac.new(self._key, _CONTEXT + payload, hashlib.sha256).digest()[:_TAG_BYTES]
 
-    def token(self, incident_id: str, service: str, url: str, *, user: str | None = None) -> str:
-        """The signed token for one link."""
-        fields = (incident_id, service, url_hash(url), user or "")
+    def token(
+        self,
+        incident_id: str,
+        service: str,
+        url: str,
+        *,
+        user: str | None = None,
+        grafana_range: tuple[int, int] | None = None,
+    ) -> str:
+        """The signed token for one link.
+
+        With ``grafana_range=(from_ms, to_ms)``, ``url`` is the service's Grafana base from ``dashboards.yaml`` and
+        the link opens it over that range (epoch milliseconds, ``from_ms < to_ms``).
+        """
+        fields: tuple[str, ...] = (incident_id, service, url_hash(url), user or "")
         if any(_SEP in f for f in fields):
             raise ValueError("link fields must not contain the separator")
+        if grafana_range is not None:
+            start_ms, end_ms = grafana_range
+            if not 0 <= start_ms < end_ms or not _MILLIS.fullmatch(str(end_ms)):
+                raise ValueError(f"a Grafana range is 0 <= from < to in epoch milliseconds, got {grafana_range}")
+            fields += (_GRAFANA, str(start_ms), str(end_ms))
         payload = _SEP.join(fields).encode()
         return f"{_b64(payload)}.{_b64(self._tag(payload))}"
 
-    def mint(self, incident_id: str, service: str, url: str, *, user: str | None = None) -> str:
-        """The full ``<public url>/go/<token>`` URL to post instead of ``url``."""
-        return f"{self._base_url().rstrip('/')}/go/{self.token(incident_id, service, url, user=user)}"
+    def mint(
+        self,
+        incident_id: str,
+        service: str,
+        url: str,
+        *,
+        user: str | None = None,
+        grafana_range: tuple[int, int] | None = None,
+    ) -> str:
+        """The full ``<public url>/go/<token>`` URL to post instead of ``url`` (see :meth:`token`)."""
+        token = self.token(incident_id, service, url, user=user, grafana_range=grafana_range)
+        return f"{self._base_url().rstrip('/')}/go/{token}"
 
     def verify(self, token: str) -> LinkClaim | None:
         """The claim of a genuine token, else ``None`` (malformed, tampered or signed with another key)."""
@@ -136,10 +180,18 @@ class Links:
         if not hmac.compare_digest(tag, self._tag(payload)):
             return None
         try:
-            incident_id, service, hashed, user = payload.decode().split(_SEP)
-        except (UnicodeDecodeError, ValueError):
+            fields = payload.decode().split(_SEP)
+        except UnicodeDecodeError:
             return None
-        return LinkClaim(incident_id, service, hashed, user or None)
+        if len(fields) == 4:  # a runbook or dashboard of the policy (the only kind before ranged Grafana links)
+            incident_id, service, hashed, user = fields
+            return LinkClaim(incident_id, service, hashed, user or None)
+        if len(fields) == 7 and fields[4] == _GRAFANA and all(_MILLIS.fullmatch(f) for f in fields[5:]):
+            incident_id, service, hashed, user = fields[:4]
+            start_ms, end_ms = int(fields[5]), int(fields[6])
+            if start_ms < end_ms:
+                return LinkClaim(incident_id, service, hashed, user or None, grafana_range=(start_ms, end_ms))
+        return None
 
 
 class LinkRedirector:
@@ -169,9 +221,7 @@ class LinkRedirector:
         claim = self.links.verify(request.match_info["token"])
         if claim is None:
             raise web.HTTPNotFound(text="unknown link\n")
-        service = self.policy.current.services.get(claim.service)
-        candidates = policy_links(service) if service is not None else []
-        target = next((link for link in candidates if url_hash(link[2]) == claim.url_hash), None)
+        target = self._target(claim)
         if target is None:
             raise web.HTTPGone(text="this link's target is no longer in the policy; see the pinned summary\n")
         kind, title, url = target
@@ -180,8 +230,31 @@ class LinkRedirector:
             self._record(claim, kind, title, url, agent)
         raise web.HTTPFound(url, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
+    def _target(self, claim: LinkClaim) -> tuple[str, str, str] | None:
+        """``(kind, title, url)`` of the link in the policy in force whose hash the claim carries, if any."""
+        policy = self.policy.current
+        if claim.grafana_range is not None:
+            board = policy.dashboards.services.get(claim.service)
+            base = board.grafana if board is not None else None
+            if base is None or url_hash(base) != claim.url_hash:
+                return None
+            return _GRAFANA, f"Grafana {claim.service}", grafana_link(base, *claim.grafana_range)
+        service = policy.services.get(claim.service)
+        candidates = policy_links(service) if service is not None else []
+        return next((link for link in candidates if url_hash(link[2]) == claim.url_hash), None)
+
     def _record(self, claim: LinkClaim, kind: str, title: str, url: str, agent: str) -> None:
         who = f"<@{claim.user}> opened" if claim.user else "opened"
+        payload: dict[str, object] = {
+            "kind": kind,
+            "title": title,
+            "url": url,
+            "service": claim.service,
+            "user_agent": agent,
+        }
+        if claim.grafana_range is not None:
+            start_ms, end_ms = claim.grafana_range
+            payload["range"] = {"from_ms": start_ms, "to_ms": end_ms, "from": _iso(start_ms), "to": _iso(end_ms)}
         event = TimelineEvent(
             incident_id=claim.incident_id,
             type=EventType.DASHBOARD,
@@ -189,7 +262,7 @@ class LinkRedirector:
             actor=claim.user,
             source=SOURCE,
             summary=f"{title} {who}" if not claim.user else f"{who} {title}",
-            payload={"kind": kind, "title": title, "url": url, "service": claim.service, "user_agent": agent},
+            payload=payload,
         )
         try:
             if self.sink.offer([event]):

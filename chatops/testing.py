@@ -22,8 +22,9 @@ and the timeline events recorded. :meth:`Bot.click` presses a button from a repl
 confirmation). :meth:`Bot.advance` moves the daemon's clock (e.g. past a confirmation's expiry).
 
 Fixtures you may override: ``chatops_policy_dir`` (copied to a temporary folder first), ``chatops_commands_dir``,
-``chatops_runbooks_dir`` (default: ``policy``, ``commands`` and ``runbooks`` under the directory pytest runs in)
-and ``chatops_world_options`` (keyword arguments of :class:`SandboxWorld`).
+``chatops_runbooks_dir`` (default: ``policy``, ``commands`` and ``runbooks`` under the directory pytest runs in),
+``chatops_world_options`` (keyword arguments of :class:`SandboxWorld`) and ``chatops_env`` (more environment
+variables for the daemon, e.g. ``{"PROMETHEUS_URL": prometheus.url}`` with :mod:`chatops.testing_prometheus`).
 """
 
 from __future__ import annotations
@@ -328,11 +329,18 @@ def chatops_world_options() -> dict[str, Any]:
 
 
 @pytest.fixture
+def chatops_env() -> dict[str, str]:
+    """More environment variables for the daemon (they win over the sandbox's), e.g. ``PROMETHEUS_URL``."""
+    return {}
+
+
+@pytest.fixture
 async def bot(
     chatops_policy_dir: Path,
     chatops_commands_dir: Path,
     chatops_runbooks_dir: Path,
     chatops_world_options: dict[str, Any],
+    chatops_env: dict[str, str],
     fresh_database_dsn: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -342,11 +350,14 @@ async def bot(
         # The PagerDuty client trusts the sandbox's throwaway CA the way production trusts a private one.
         monkeypatch.setenv("SSL_CERT_FILE", str(world.tls.ca_bundle_path))
         env = world.env(
-            DATABASE_URL=fresh_database_dsn,
-            CHATOPS_DATA_DIR=str(tmp_path / "chatops-data"),
-            CHATOPS_COMMANDS_DIR=str(chatops_commands_dir),
-            CHATOPS_RUNBOOKS_DIR=str(chatops_runbooks_dir),
-            CHATOPS_SHUTDOWN_TIMEOUT="10",
+            **{
+                "DATABASE_URL": fresh_database_dsn,
+                "CHATOPS_DATA_DIR": str(tmp_path / "chatops-data"),
+                "CHATOPS_COMMANDS_DIR": str(chatops_commands_dir),
+                "CHATOPS_RUNBOOKS_DIR": str(chatops_runbooks_dir),
+                "CHATOPS_SHUTDOWN_TIMEOUT": "10",
+            }
+            | chatops_env
         )
         clock = Clock()
         limits = chatops_world_options.get("slack_tier_limits")

@@ -1,4 +1,10 @@
-"""``/dashboard``: a service's panels (``policy/dashboards.yaml``) as one PNG in the channel, plus the Grafana link."""
+"""``/dashboard``: a service's panels (``policy/dashboards.yaml``) as one PNG in the channel, plus the Grafana link.
+
+In a war room the Grafana link is a signed ``/go/`` link (:mod:`chatops.links`) over the chart's range, so opening
+it lands on the incident's timeline like the pinned summary's links; elsewhere there is no timeline to record on,
+and the Grafana URL is posted as it is. ``/dashboard 1h`` in a war room is ``range=1h`` on the room's service (a
+token that is no service but a duration goes to ``range``, see :mod:`chatops.args`).
+"""
 
 from __future__ import annotations
 
@@ -19,15 +25,35 @@ def _dashboard_for(ctx: Context) -> tuple[Service, ServiceDashboard]:
     service = ctx.args.get("service")
     name = service.name if service is not None else (ctx.incident.service if ctx.incident is not None else None)
     if name is None or name not in ctx.policy.services:
-        raise UserError(
-            f"which service? Outside a war room name one.\nUsage: `{ctx.spec.usage}`\nExample: `{ctx.spec.examples[0]}`"
-        )
+        raise UserError(_which_service(ctx, name))
     dashboards = ctx.policy.dashboards
     found = dashboards.services.get(name)
     if found is None or not found.panels:
         listed = ", ".join(dashboards.services) or "none yet"
         raise UserError(f"{name} has no dashboard in policy/dashboards.yaml (services with one: {listed}).")
     return ctx.policy.services[name], found
+
+
+def _which_service(ctx: Context, room_service: str | None) -> str:
+    """The refusal when no service is named and the channel implies none (or one no longer in policy)."""
+    names = [n for n, board in ctx.policy.dashboards.services.items() if board.panels and n in ctx.policy.services]
+    if room_service is None:
+        head = "Which service? Outside a war room `/dashboard` needs one"
+    else:
+        head = f"Which service? This war room's service, {room_service}, is no longer in policy/services.yaml"
+    if not names:
+        return f"{head}, and no service has a dashboard yet: add one to policy/dashboards.yaml."
+    span = ctx.args.get("range")
+    example = f"/dashboard {names[0]}" + (f" {format_duration(span)}" if span is not None else "")
+    return f"{head}: name one of {', '.join(names)}.\nUsage: `{ctx.spec.usage}`\nExample: `{example}`"
+
+
+def _grafana_href(ctx: Context, service: str, base: str, start_ms: int, end_ms: int) -> str:
+    """A ``/go/`` link recorded on the incident's timeline when opened; outside a war room, the Grafana URL."""
+    links = ctx.services.links
+    if links is None or ctx.incident is None:
+        return grafana_link(base, start_ms, end_ms)
+    return links.mint(ctx.incident.id, service, base, grafana_range=(start_ms, end_ms))
 
 
 async def _panel(
@@ -51,15 +77,21 @@ async def _panel(
         Arg("service", kind="service", required=False, help="a service (default: the war room's service)"),
         Arg("range", kind="duration", required=False, help="how far back (default 6h; e.g. 1h, 12h, 2d)"),
     ],
-    examples=["/dashboard checkout", "/dashboard rider-pos range=12h", "/dashboard auth 1h", "/dashboard range=2h"],
+    examples=[
+        "/dashboard checkout",
+        "/dashboard rider-pos range=12h",
+        "/dashboard auth 1h",
+        "/dashboard range=2h",
+        "/dashboard 2h",
+    ],
     timeout=45.0,
 )
 async def dashboard(ctx: Context) -> None:
     """Query every panel concurrently, render one PNG grid off the event loop, upload it with the Grafana link."""
+    service, board = _dashboard_for(ctx)
     client = ctx.services.prometheus
     if client is None:
         raise UserError("Prometheus is not configured for chatops: set PROMETHEUS_URL and restart it.")
-    service, board = _dashboard_for(ctx)
     span: timedelta = ctx.args.get("range") or ctx.policy.dashboards.default_range
     end = ctx.services.clock().astimezone(UTC).replace(microsecond=0)
     start = end - span
@@ -80,7 +112,8 @@ async def dashboard(ctx: Context) -> None:
     png = await render_chart(chart)
     lines = [f"*{board.service}* dashboard · last {format_duration(span)} to {end:%H:%M} UTC"]
     if board.grafana:
-        link = grafana_link(board.grafana, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        link = _grafana_href(ctx, board.service, board.grafana, start_ms, end_ms)
         lines[0] += f" · <{link}|Open in Grafana>"
     lines += [f":warning: {spec.title}: {exc}" for spec, exc in failures]
     await ctx.upload(

@@ -280,9 +280,11 @@ class DeclareWorkflow:
         await self._chat_step("set the topic", self.services.chat.set_topic(self.channel_id, topic))
 
     async def set_purpose(self) -> None:
-        """Purpose carries the runbook link."""
+        """Purpose carries the runbook link: the same ``/go/`` link as the pinned summary's, when it fits."""
         assert self.channel_id is not None
-        purpose = purpose_text(self.severity.label, self.service.name, self.service.runbook_url)
+        runbook = self.service.runbook_url
+        link = self.state.link_for(runbook) if runbook else None
+        purpose = purpose_text(self.severity.label, self.service.name, runbook, link=link)
         await self._chat_step("set the purpose", self.services.chat.set_purpose(self.channel_id, purpose))
 
     async def invite_ic(self) -> None:

@@ -61,7 +61,16 @@ def topic_text(severity_label: str, service: str, ic_user_id: str, declared_at: 
     return _cut(f"{severity_label} :: {service} :: IC: <@{ic_user_id}> :: started {_stamp(declared_at)} UTC")
 
 
-def purpose_text(severity_label: str, service: str, runbook_url: str | None) -> str:
-    """``Incident SEV2 on checkout. Runbook: https://…``."""
-    runbook = f" Runbook: {runbook_url}" if runbook_url else " Runbook: none in policy"
-    return _cut(f"Incident {severity_label} on {service}.{runbook}")
+def purpose_text(severity_label: str, service: str, runbook_url: str | None, *, link: str | None = None) -> str:
+    """``Incident SEV2 on checkout. Runbook: https://…`` (the seed's format).
+
+    ``link`` is what to show for ``runbook_url`` (the signed ``/go/`` link that records who opened it) when the
+    whole purpose then fits Slack's 250 characters; otherwise the runbook URL itself, so no link is cut in half.
+    """
+    if not runbook_url:
+        return _cut(f"Incident {severity_label} on {service}. Runbook: none in policy")
+    if link:
+        minted = f"Incident {severity_label} on {service}. Runbook: {link}"
+        if len(minted) <= MAX_TOPIC:
+            return minted
+    return _cut(f"Incident {severity_label} on {service}. Runbook: {runbook_url}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -51,7 +53,15 @@ async def test_sev2_checkout_runs_the_whole_playbook(
     assert room.name in {f"inc-{s}-checkout" for s in stamp_options}
     stamp = room.name.removeprefix("inc-").removesuffix("-checkout")
     assert room.topic == f"SEV2 :: checkout :: IC: <@{world.ic.slack_id}> :: started {stamp} UTC"
-    assert "Runbook: https://playbooks.example.com/checkout" in room.purpose
+    # The purpose keeps the seed's format, with the same signed /go/ runbook link as the pinned summary.
+    runbook = "https://playbooks.example.com/checkout"
+    purpose = re.fullmatch(
+        r"Incident SEV2 on checkout\. Runbook: (" + re.escape(daemon.http_url) + r"/go/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)",
+        room.purpose,
+    )
+    assert purpose, room.purpose
+    async with aiohttp.ClientSession() as client, client.get(purpose[1], allow_redirects=False) as response:
+        assert response.status == 302 and response.headers["Location"] == runbook
     assert world.ic.slack_id in room.members
 
     # The summary is posted and pinned, and tells the truth about pages, bridge, comms and post-mortem.
@@ -70,6 +80,7 @@ async def test_sev2_checkout_runs_the_whole_playbook(
     assert "in_app_banner" in text
     assert "required within 5 business days" in text
     assert "grafana.example.com/d/checkout-overview" in text
+    assert f"<{purpose[1]}|{runbook}>" in text, "the purpose and the pinned summary share the runbook link"
 
     # The IC's own page was acknowledged in PagerDuty.
     assert world.alert is not None and world.pagerduty is not None

@@ -132,6 +132,53 @@ def test_duration_and_user_kinds_are_coerced(policy: Policy) -> None:
     assert values == {"who": "U0ADITI01", "for_": timedelta(hours=1, minutes=30)}
 
 
+# ------------------------------------------------------------------------- an optional argument giving way
+
+DASHBOARD = spec(
+    "/dashboard",
+    Arg("service", kind="service", required=False),
+    Arg("range", kind="duration", required=False),
+    examples=("/dashboard checkout",),
+)
+
+
+def test_a_lone_duration_skips_the_optional_service_for_the_range(policy: Policy) -> None:
+    assert parse_args(DASHBOARD, "1h", policy) == {"range": timedelta(hours=1)}
+    assert parse_args(DASHBOARD, "1h30m", policy) == {"range": timedelta(hours=1, minutes=30)}
+
+
+def test_a_service_then_a_duration_are_taken_as_typed(policy: Policy) -> None:
+    assert parse_args(DASHBOARD, "checkout 1h", policy) == {
+        "service": policy.service("checkout"),
+        "range": timedelta(hours=1),
+    }
+    assert parse_args(DASHBOARD, "checkout", policy) == {"service": policy.service("checkout")}
+    assert parse_args(DASHBOARD, "range=2h", policy) == {"range": timedelta(hours=2)}
+
+
+def test_a_typo_that_is_no_duration_still_gets_the_services_did_you_mean(policy: Policy) -> None:
+    with pytest.raises(ArgError, match="did you mean checkout"):
+        parse_args(DASHBOARD, "chekout", policy)
+
+
+def test_giving_way_needs_a_spare_slot(policy: Policy) -> None:
+    with pytest.raises(ArgError, match="1h"):  # both slots are taken: the first token is the service
+        parse_args(DASHBOARD, "1h checkout", policy)
+    with pytest.raises(ArgError, match="1h"):  # the range is named, so 1h can only be the service
+        parse_args(DASHBOARD, "1h range=2h", policy)
+
+
+def test_only_a_strictly_shaped_argument_is_given_way_to(policy: Policy) -> None:
+    loose = spec("/x", Arg("service", kind="service", required=False), Arg("name", required=False))
+    with pytest.raises(ArgError, match="did you mean checkout"):  # a typo never slides into free text
+        parse_args(loose, "chekout", policy)
+    counted = spec("/x", Arg("service", kind="service", required=False), Arg("count", kind="int", required=False))
+    assert parse_args(counted, "3", policy) == {"count": 3}
+    required = spec("/x", Arg("service", kind="service"), Arg("range", kind="duration", required=False))
+    with pytest.raises(ArgError, match="1h"):  # a required argument never gives way
+        parse_args(required, "1h", policy)
+
+
 # --------------------------------------------------------------------------------------------- rest of line
 
 

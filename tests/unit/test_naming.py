@@ -149,6 +149,26 @@ def test_purpose_without_a_runbook_says_so() -> None:
     assert purpose_text("SEV3", "auth", None) == "Incident SEV3 on auth. Runbook: none in policy"
 
 
+def test_purpose_shows_the_minted_link_when_it_fits() -> None:
+    raw = "https://playbooks.example.com/checkout"
+    link = "https://chatops.example.com/go/" + "t" * 120
+    assert purpose_text("SEV2", "checkout", raw, link=link) == f"Incident SEV2 on checkout. Runbook: {link}"
+
+
+def test_purpose_falls_back_to_the_raw_url_rather_than_cutting_the_minted_link() -> None:
+    raw = "https://playbooks.example.com/checkout"
+    fixed = len(purpose_text("SEV2", "checkout", raw, link="x")) - 1
+    exact = "https://chatops.example.com/go/" + "t" * (MAX_TOPIC - fixed - 31)
+    assert purpose_text("SEV2", "checkout", raw, link=exact).endswith(f"Runbook: {exact}")
+    assert len(purpose_text("SEV2", "checkout", raw, link=exact)) == MAX_TOPIC
+    longer = exact + "t"
+    assert purpose_text("SEV2", "checkout", raw, link=longer) == f"Incident SEV2 on checkout. Runbook: {raw}"
+
+
+def test_a_purpose_without_a_runbook_ignores_any_link() -> None:
+    assert purpose_text("SEV3", "auth", None, link="https://x/go/t") == "Incident SEV3 on auth. Runbook: none in policy"
+
+
 def test_a_long_purpose_is_cut_to_250() -> None:
     purpose = purpose_text("SEV2", "checkout", "https://example.com/" + "p" * 300)
     assert len(purpose) == MAX_TOPIC and purpose.endswith("…")
