@@ -143,7 +143,7 @@ class Daemon:
             self._stack.push_async_callback(zoom.aclose)
         prometheus = None
         if s.prometheus_url is not None:
-            prometheus = PrometheusClient(s.prometheus_url)
+            prometheus = PrometheusClient(s.prometheus_url, query_timeout=s.prometheus_timeout)
             self._stack.callback(prometheus.close)
             # Charts render in a worker process: start it now so the first /dashboard skips its imports.
             charts = default_pool()

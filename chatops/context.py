@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from chatops.locks import KeyedLock
 from chatops.timeline.events import EventType, TimelineEvent
 from chatops.transport.base import Blocks, Chat, ChatError, Invocation, PostedMessage
 
@@ -50,6 +51,8 @@ class Services:
     prometheus: PrometheusClient | None = None
     links: Links | None = None
     """Mints the signed ``/go/`` links the bot posts instead of raw dashboard and runbook URLs."""
+    summary_locks: KeyedLock = field(default_factory=KeyedLock)
+    """Per incident id: held while a command edits that incident's pinned summary (read, change, ``chat.update``)."""
 
 
 @dataclass

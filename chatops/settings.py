@@ -50,6 +50,28 @@ def _url(value: str, name: str, schemes: tuple[str, ...], problems: list[str]) -
     return value
 
 
+PROMETHEUS_TIMEOUT_DEFAULT = 15.0
+PROMETHEUS_TIMEOUT_MAX = 30.0
+"""``PROMETHEUS_TIMEOUT`` above this cannot work: ``/promql`` and ``/dashboard`` stop after 45 s, and after the limit
+the client waits up to 5 s more for Prometheus' answer and then still has to draw and upload the chart."""
+
+
+def _prometheus_timeout(raw: str | None, problems: list[str]) -> float:
+    if raw is None:
+        return PROMETHEUS_TIMEOUT_DEFAULT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= PROMETHEUS_TIMEOUT_MAX:  # nan fails this too
+        problems.append(
+            f"PROMETHEUS_TIMEOUT must be a number of seconds above 0 and at most {PROMETHEUS_TIMEOUT_MAX:g} "
+            f"(/promql and /dashboard stop after 45 s), got {raw!r}"
+        )
+        return PROMETHEUS_TIMEOUT_DEFAULT
+    return value
+
+
 #: Where a pod's service account credentials are mounted (in-cluster defaults for the deploy watch).
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -117,6 +139,8 @@ class Settings:
     policy_dir: Path
     commands_dir: Path
     runbooks_dir: Path
+    prometheus_timeout: float = PROMETHEUS_TIMEOUT_DEFAULT
+    """``PROMETHEUS_TIMEOUT``: seconds a Prometheus query may run (sent as its ``timeout``) before it is given up."""
     log_level: str = "INFO"
     shutdown_timeout: float = 25.0
     archive_interval: float = 3600.0
@@ -198,6 +222,7 @@ class Settings:
         prometheus_url = get("PROMETHEUS_URL")
         if prometheus_url is not None:
             _url(prometheus_url, "PROMETHEUS_URL", ("http", "https"), problems)
+        prometheus_timeout = _prometheus_timeout(get("PROMETHEUS_TIMEOUT"), problems)
 
         zoom_account, zoom_client, zoom_secret = (
             get("ZOOM_ACCOUNT_ID"),
@@ -266,6 +291,7 @@ class Settings:
             data_dir=data_dir,
             archive_url=archive_url,
             prometheus_url=prometheus_url,
+            prometheus_timeout=prometheus_timeout,
             zoom_account_id=zoom_account,
             zoom_client_id=zoom_client,
             zoom_client_secret=zoom_secret,

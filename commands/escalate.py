@@ -174,16 +174,26 @@ async def _incident_page(ctx: Context, pd: PagerDutyClient, incident: Incident) 
 
 
 async def _add_to_summary(ctx: Context, incident: Incident, line: str) -> None:
-    """Append to the pinned summary (chat.update); a failure is logged, the escalation itself stands."""
-    if not incident.summary_ts or not incident.channel_id:
+    """Append to the pinned summary (chat.update); a failure is logged, the escalation itself stands.
+
+    This reads the message as Slack holds it, adds the line and writes it back, so two escalations at once must not
+    interleave: the second write would put back the message without the first one's line. Edits of one incident's
+    summary are therefore serialised, and the message (and its ``ts``, from Postgres) is re-read inside the lock, so
+    each edit starts from the one before. The daemon is one asyncio process, where ``summary_locks`` (an in-process
+    lock per incident) is enough; the Postgres advisory lock taken inside it covers a second replica on the same
+    workspace (the README allows replicas) at the cost of one pool connection while the edit runs.
+    """
+    channel = incident.channel_id
+    if not channel:
         return
-    chat = ctx.services.chat
+    services = ctx.services
     try:
-        current = await chat.fetch_message(incident.channel_id, incident.summary_ts)
-        if current is None or current.blocks is None:
-            return
-        await chat.update_message(
-            incident.channel_id, incident.summary_ts, current.text, add_escalation(current.blocks, line)
-        )
-    except ChatError:
+        async with services.summary_locks.hold(incident.id), services.incidents.summary_lock(incident.id) as ts:
+            if not ts:
+                return
+            current = await services.chat.fetch_message(channel, ts)
+            if current is None or current.blocks is None:
+                return
+            await services.chat.update_message(channel, ts, current.text, add_escalation(current.blocks, line))
+    except Exception:  # Slack or Postgres: the page went out and is on the timeline, so the reply must follow
         log.exception("could not add the escalation to the summary", extra={"incident": incident.id})

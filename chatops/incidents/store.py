@@ -3,13 +3,15 @@
 :meth:`IncidentStore.claim_declaration` is the one place an incident is born. It runs in a single transaction
 under ``pg_advisory_xact_lock(hashtext('declare:' || service))`` (and a lock on the dedup key), so any number of
 processes declaring for the same service at once produce exactly one incident, and a redelivered slash command
-(same ``trigger_id``) returns the incident its first delivery created.
+(same ``trigger_id``) returns the incident its first delivery created. :meth:`IncidentStore.summary_lock` is the
+same kind of lock (``'summary:' || incident id``) for edits of the pinned summary.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -204,6 +206,21 @@ class IncidentStore:
         status = await self._pool.execute("UPDATE incidents SET summary_ts = $2 WHERE id = $1", incident_id, ts)
         if not _updated(status):
             raise IncidentNotFoundError(incident_id)
+
+    @asynccontextmanager
+    async def summary_lock(self, incident_id: str) -> AsyncIterator[str | None]:
+        """Hold the incident's summary lock, across processes, for the body of the ``async with``.
+
+        ``pg_advisory_xact_lock(hashtext('summary:' || id))`` in a transaction that lasts as long as the body (it
+        holds one pool connection meanwhile). Yields the summary's ``ts`` as recorded now (``None``: not posted yet).
+        Raises :class:`IncidentNotFoundError`.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('summary:' || $1))", incident_id)
+            row = await conn.fetchrow("SELECT summary_ts FROM incidents WHERE id = $1", incident_id)
+            if row is None:
+                raise IncidentNotFoundError(incident_id)
+            yield row["summary_ts"]
 
     async def record_step(
         self,

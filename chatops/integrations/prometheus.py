@@ -2,13 +2,16 @@
 
 It wraps the synchronous ``prometheus_api_client.PrometheusConnect`` (requests) and runs every call in a worker
 thread with :func:`asyncio.to_thread`, so the event loop never blocks. Every query carries a server-side
-``timeout`` and the HTTP request a slightly longer client-side one. The library's retry adapter is replaced by a
-short one: connection failures, 502 and 504 are retried twice; 503 is not (it is Prometheus' ``timeout`` error).
+``timeout`` (``query_timeout``: ``PROMETHEUS_TIMEOUT``, default 15 s) and the HTTP request a slightly longer
+client-side one (:func:`http_timeout`), so that Prometheus' own timeout answer, which says more, comes first. The
+library's retry adapter is replaced by a short one: connection failures, 502 and 504 are retried twice; 503 is not
+(it is Prometheus' ``timeout`` error), nor is an answer that does not come in time.
 
 Failures become :class:`PrometheusError` (a :class:`~chatops.errors.UserError`, so the dispatcher shows it to the
 person who ran the command as written), with ``kind`` taken from Prometheus' ``errorType``: ``bad_data`` → "your
-query is invalid: …", ``execution``, ``timeout``, ``canceled``, ``internal``, plus ``unreachable`` (no answer) and
-``unavailable`` (any other HTTP failure).
+query is invalid: …", ``execution``, ``timeout``, ``canceled``, ``internal``, plus ``unreachable`` (no connection)
+and ``unavailable`` (any other HTTP failure). Both ways of timing out (Prometheus' ``timeout`` error, or no answer
+within :func:`http_timeout`) are ``timeout`` and say the limit and how to ask for less.
 
 Range queries are checked before they are sent: Prometheus refuses more than :data:`MAX_POINTS` points per
 series; :func:`choose_step` picks (or raises) a step that stays under it.
@@ -46,6 +49,7 @@ __all__ = [
     "StepChoice",
     "choose_step",
     "format_duration",
+    "http_timeout",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,10 @@ MAX_POINTS = 11_000
 DEFAULT_POINTS = 720
 """Points per series an automatic step aims for: enough for a 1200-pixel-wide chart."""
 _NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+_TIMEOUT_ADVICE = (
+    "try a shorter range, a larger step or a simpler query (fewer series: aggregate with `sum by (…)`, match fewer "
+    "labels)"
+)
 _STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)\s*$", re.DOTALL)
 
 ErrorKind = Literal["bad_data", "execution", "timeout", "canceled", "internal", "unreachable", "unavailable"]
@@ -161,6 +169,23 @@ def choose_step(
     return StepChoice(timedelta(seconds=step_s), _points(span, step_s))
 
 
+def http_timeout(query_timeout: float) -> float:
+    """How long the HTTP request waits: the query's limit plus a grace of the limit itself, between 1 and 5 s."""
+    return query_timeout + min(5.0, max(1.0, query_timeout))
+
+
+def _param(seconds: float) -> str:
+    """``15`` → ``"15s"``, ``0.25`` → ``"250ms"``: the ``timeout`` parameter (Prometheus refuses ``"0.25s"``)."""
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _shown(seconds: float) -> str:
+    """``15`` → ``"15s"``, ``1.5`` → ``"1.5s"``, ``0.25`` → ``"250ms"``: a limit as people read it."""
+    return f"{round(seconds, 2):g}s" if seconds >= 1 else f"{max(1, round(seconds * 1000))}ms"
+
+
 def _float(raw: Any) -> float:
     try:
         return float(raw)
@@ -191,8 +216,8 @@ def _error_from_status(status: int, body: bytes, timeout_s: float) -> Prometheus
         )
     if error_type == "timeout":
         text = (
-            f"the query timed out in Prometheus (limit {timeout_s:g}s): ask for fewer series, a shorter range or "
-            f"a larger step ({message})"
+            f"the query timed out in Prometheus (limit {_shown(timeout_s)}, PROMETHEUS_TIMEOUT): {_TIMEOUT_ADVICE} "
+            f"({message})"
         )
         return PrometheusError("timeout", text, detail=message, status=status)
     if error_type == "canceled":
@@ -217,15 +242,17 @@ def _parse_library_error(exc: PrometheusApiClientException) -> tuple[int, bytes]
 
 
 class PrometheusClient:
-    """Queries one Prometheus server. ``query_timeout`` is the server-side limit per query, in seconds."""
+    """Queries one Prometheus server. ``query_timeout`` is the server-side limit per query, in seconds (> 0)."""
 
     def __init__(self, url: str, *, query_timeout: float = 15.0, headers: Mapping[str, str] | None = None) -> None:
+        if not 0 < query_timeout < math.inf:
+            raise ValueError(f"query_timeout must be a positive number of seconds, got {query_timeout!r}")
         self.url = url.rstrip("/")
         self.query_timeout = query_timeout
         retry = Retry(
             total=2,
             connect=2,
-            read=0,
+            read=False,  # no retry, and the read timeout itself is raised (0 would wrap it as a ConnectionError)
             status=2,
             status_forcelist=(502, 504),
             backoff_factor=0.2,
@@ -233,7 +260,7 @@ class PrometheusClient:
             raise_on_status=False,
         )
         self._connect = PrometheusConnect(
-            url=self.url, headers=dict(headers or {}), retry=retry, timeout=int(query_timeout + 5)
+            url=self.url, headers=dict(headers or {}), retry=retry, timeout=http_timeout(query_timeout)
         )
 
     def close(self) -> None:
@@ -243,7 +270,7 @@ class PrometheusClient:
     async def instant(self, expr: str, *, at: datetime | None = None) -> InstantResult:
         """Evaluate ``expr`` at ``at`` (default: now)."""
         moment = at or datetime.now(UTC)
-        params = {"time": f"{moment.timestamp():.3f}", "timeout": f"{self.query_timeout:g}s"}
+        params = {"time": f"{moment.timestamp():.3f}", "timeout": _param(self.query_timeout)}
         raw = await self._call("query", expr, lambda: self._connect.custom_query(expr, params=params))
         return _instant(raw, moment)
 
@@ -253,7 +280,7 @@ class PrometheusClient:
             raise PrometheusError(
                 "bad_data", f"your query is invalid: more than {MAX_POINTS:,} points per series; use a larger step"
             )
-        params = {"timeout": f"{self.query_timeout:g}s"}
+        params = {"timeout": _param(self.query_timeout)}
         step_text = f"{step.total_seconds():g}"
         raw = await self._call(
             "query_range",
@@ -274,12 +301,16 @@ class PrometheusClient:
                 level, "prometheus query failed", extra={"endpoint": endpoint, "kind": error.kind, "status": status}
             )
             raise error from exc
-        except requests.Timeout as exc:
-            log.warning("prometheus query timed out", extra={"endpoint": endpoint, "url": self.url})
+        except requests.ReadTimeout as exc:
+            waited = _shown(http_timeout(self.query_timeout))
+            log.warning("prometheus query timed out", extra={"endpoint": endpoint, "url": self.url, "waited": waited})
             raise PrometheusError(
-                "timeout", f"Prometheus did not answer within {self.query_timeout + 5:g}s", detail=str(exc)
+                "timeout",
+                f"the query timed out: Prometheus did not answer within {waited} (query limit "
+                f"{_shown(self.query_timeout)}, PROMETHEUS_TIMEOUT): {_TIMEOUT_ADVICE}",
+                detail=str(exc),
             ) from exc
-        except requests.RequestException as exc:
+        except requests.RequestException as exc:  # a connect timeout too: nothing reached Prometheus
             log.warning("prometheus unreachable", extra={"endpoint": endpoint, "url": self.url, "error": str(exc)})
             raise PrometheusError(
                 "unreachable",

@@ -20,9 +20,10 @@ URL changes. It emulates, following ``/work/shared/PROTOCOLS.md`` §1, §2 and �
   ``response_url``; an ack body is shown to the user (an :class:`Ephemeral`, or a channel message when
   ``response_type`` is ``in_channel``).
 
-Fault injection: :meth:`SlackSandbox.set_latency`, :meth:`SlackSandbox.fail`, :meth:`SlackSandbox.rate_limit`,
-:meth:`SlackSandbox.disconnect`, :attr:`SlackSandbox.socket_mode_enabled`. Everything is recorded for assertions:
-:attr:`SlackSandbox.calls`, :attr:`SlackSandbox.envelopes`, channels with their messages, ephemerals and files.
+Fault injection: :meth:`SlackSandbox.set_latency`, :meth:`SlackSandbox.hold` (make calls overlap),
+:meth:`SlackSandbox.fail`, :meth:`SlackSandbox.rate_limit`, :meth:`SlackSandbox.disconnect`,
+:attr:`SlackSandbox.socket_mode_enabled`. Everything is recorded for assertions: :attr:`SlackSandbox.calls`,
+:attr:`SlackSandbox.envelopes`, channels with their messages, ephemerals and files.
 
 Sandbox-specific choices (not promised by Slack): ``apps.connections.open`` is not rate limited (Slack: Tier 1);
 ``chat.postMessage`` has no workspace-wide limit; a ``thread_ts`` that names no message answers
@@ -80,6 +81,16 @@ _BOT_SCOPES = (
     "files:read,files:write,usergroups:read"
 )
 _RESPONSE_URL_USES = 5
+
+
+class _Hold:
+    """A pending :meth:`SlackSandbox.hold`: how many calls wait, and the event that lets them go."""
+
+    def __init__(self, until: int, timeout: float) -> None:
+        self.until = until
+        self.timeout = timeout
+        self.waiting = 0
+        self.released = asyncio.Event()
 
 
 class SlackSandbox:
@@ -165,6 +176,7 @@ class SlackSandbox:
         self.api_url = ""
         self._runner: web.AppRunner | None = None
         self._latency: dict[str, float] = {}
+        self._holds: dict[str, _Hold] = {}
         self._failures: defaultdict[str, deque[str]] = defaultdict(deque)
         self._forced_429: defaultdict[str, deque[int]] = defaultdict(deque)
         self._windows: dict[str, SlidingWindow] = {}
@@ -257,6 +269,17 @@ class SlackSandbox:
             self._latency[method] = seconds
         else:
             self._latency.pop(method, None)
+
+    def hold(self, method: str, *, until: int = 2, timeout: float = 2.0) -> None:
+        """Hold the next calls of ``method`` until ``until`` of them wait together, or ``timeout`` seconds pass.
+
+        Then they all go on (the last to arrive first) and the hold is gone. This makes two clients' calls overlap on
+        demand — e.g. two read-modify-write edits of one message, to show a lost update — while a client that
+        serialises its calls only costs ``timeout``: its first call waits alone, then runs.
+        """
+        if until < 1 or timeout <= 0:
+            raise ValueError("hold needs until >= 1 and timeout > 0")
+        self._holds[method] = _Hold(until, timeout)
 
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` (``"*"``: any) with HTTP 200 ``{"ok":false,"error":error}``.
@@ -612,6 +635,8 @@ class SlackSandbox:
         delay = self._latency.get(method, self._latency.get("*", 0.0))
         if delay:
             await asyncio.sleep(delay)
+        if method in self._holds:
+            await self._wait_hold(method, self._holds[method])
         if method not in METHOD_TIERS:
             return 200, ApiError("unknown_method").body(), {}
         forced_wait = self._take(self._forced_429, method)
@@ -638,6 +663,17 @@ class SlackSandbox:
             self._emit_queued()
         extra = {} if method in APP_TOKEN_METHODS else {"X-OAuth-Scopes": _BOT_SCOPES}
         return 200, body, extra
+
+    async def _wait_hold(self, method: str, hold: _Hold) -> None:
+        hold.waiting += 1
+        if hold.waiting >= hold.until:
+            hold.released.set()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hold.released.wait(), hold.timeout)
+            hold.released.set()
+        if self._holds.get(method) is hold:
+            del self._holds[method]
 
     @staticmethod
     def _ratelimited(retry_after: int) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from chatops.testing import Bot
@@ -35,6 +36,28 @@ async def test_escalating_a_role_pages_it_records_it_and_adds_it_to_the_summary(
     text = summary_text(bot, room)
     assert "*Escalated*" in text and f"PD #{page['incident_number']}" in text and "error rate still climbing" in text
     assert "*Paged*" in text, "what the declaration wrote stays"
+
+
+async def test_two_escalations_at_once_both_land_in_the_summary(bot: Bot) -> None:
+    room = await bot.declare("sev2 checkout")
+    incident = await bot.daemon.services.incidents.by_channel(room)  # type: ignore[union-attr]
+    assert incident is not None
+    # Hold chat.update until both edits are in flight: each escalation read the summary before the other wrote it,
+    # so unserialised edits lose one line every time. Serialised ones wait the hold's timeout once, then pass.
+    bot.world.slack.hold("chat.update", until=2, timeout=2.0)
+
+    manager, vp = await asyncio.gather(
+        bot.run("/escalate manager error rate still climbing", channel=room),
+        bot.run("/escalate vp_eng customers are noticing", channel=room),
+    )
+
+    assert manager.outcome == "ok" and vp.outcome == "ok", (manager.text, vp.text)
+    pages = pd_pages(bot)
+    text = summary_text(bot, room)
+    for role, reason in (("manager", "error rate still climbing"), ("vp_eng", "customers are noticing")):
+        assert f"PD #{pages[f'{incident.id}/{role}']['incident_number']}" in text and reason in text, text
+    assert text.count("*Escalated*") == 1 and "*Paged*" in text
+    assert len(bot.daemon.services.summary_locks) == 0, "no lock is left behind"  # type: ignore[union-attr]
 
 
 async def test_a_role_already_paged_is_said_so_and_not_paged_again(bot: Bot) -> None:

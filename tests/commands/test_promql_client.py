@@ -3,16 +3,19 @@ types a healthy server rarely produces on demand, a stub speaking the same envel
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import socket
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from chatops.integrations.prometheus import PrometheusClient, PrometheusError
+from chatops.integrations.prometheus import PrometheusClient, PrometheusError, http_timeout
 from chatops.testing_prometheus import INCIDENT_MINUTES, PrometheusServer
 
 
@@ -93,6 +96,48 @@ async def test_the_server_refuses_more_than_11000_points_and_so_do_we(
     assert caught.value.status is None, "refused before sending"
 
 
+HEAVY = "histogram_quantile(0.99, sum by (le, service) (rate(http_request_duration_seconds_bucket[5m])))"
+
+
+async def test_a_query_over_the_limit_is_a_timeout_that_says_the_limit_and_how_to_ask_for_less(
+    prometheus: PrometheusServer,
+) -> None:
+    # 1 ms cannot evaluate 6,480 steps of a histogram quantile: Prometheus answers 503, errorType timeout.
+    client = PrometheusClient(prometheus.url, query_timeout=0.001)
+    end = prometheus.anchor
+    try:
+        with pytest.raises(PrometheusError) as caught:
+            await client.range(HEAVY, start=end - timedelta(hours=9), end=end, step=timedelta(seconds=5))
+    finally:
+        client.close()
+    assert caught.value.kind == "timeout" and caught.value.status == 503
+    assert str(caught.value).startswith(
+        "the query timed out in Prometheus (limit 1ms, PROMETHEUS_TIMEOUT): try a shorter range, a larger step or a "
+        "simpler query"
+    )
+
+
+async def test_a_fractional_limit_is_sent_as_milliseconds_which_prometheus_accepts(
+    prometheus: PrometheusServer,
+) -> None:
+    client = PrometheusClient(prometheus.url, query_timeout=2.5)  # "2.5s" would be refused as bad_data
+    try:
+        result = await client.instant("deploy_replicas")
+    finally:
+        client.close()
+    assert len(result.samples) == 3
+
+
+@pytest.mark.parametrize("seconds", [0, -1, math.nan, math.inf])
+def test_the_limit_must_be_positive(seconds: float) -> None:
+    with pytest.raises(ValueError, match="query_timeout must be a positive number of seconds"):
+        PrometheusClient("http://127.0.0.1:9", query_timeout=seconds)
+
+
+def test_the_answer_is_awaited_a_little_longer_than_the_limit() -> None:
+    assert [http_timeout(t) for t in (15, 30, 2, 0.2)] == [20, 35, 4, 1.2]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,7 +154,7 @@ async def test_unreachable() -> None:
     assert caught.value.kind == "unreachable" and "is unreachable" in str(caught.value)
 
 
-Answer = Callable[[web.Request], web.Response]
+Answer = Callable[[web.Request], web.Response | Awaitable[web.Response]]
 
 
 @pytest.fixture
@@ -119,7 +164,8 @@ async def stub() -> AsyncIterator[tuple[str, list[dict[str, Any]], list[Answer]]
 
     async def handle(request: web.Request) -> web.Response:
         seen.append(dict(request.query))
-        return answers[0](request)
+        answer = answers[0](request)
+        return await answer if inspect.isawaitable(answer) else answer
 
     app = web.Application()
     app.router.add_route("*", "/api/v1/{endpoint}", handle)
@@ -135,7 +181,7 @@ async def stub() -> AsyncIterator[tuple[str, list[dict[str, Any]], list[Answer]]
 @pytest.mark.parametrize(
     ("status", "error_type", "kind", "starts"),
     [
-        (503, "timeout", "timeout", "the query timed out in Prometheus (limit 7s)"),
+        (503, "timeout", "timeout", "the query timed out in Prometheus (limit 7s, PROMETHEUS_TIMEOUT): try a shorter"),
         (499, "canceled", "canceled", "Prometheus canceled the query: "),
         (500, "internal", "internal", "Prometheus failed internally: "),
         (422, "execution", "execution", "Prometheus could not run the query: "),
@@ -157,6 +203,33 @@ async def test_error_types_by_envelope(
     assert len(seen) == 1, "no retries on error answers (a 503 is Prometheus' timeout, not a blip)"
     assert seen[0]["timeout"] == "7s", "every query carries the server-side timeout"
     assert seen[0]["time"] == "1796266020.000"
+
+
+async def test_no_answer_in_time_is_a_timeout_not_unreachable(
+    stub: tuple[str, list[dict[str, Any]], list[Answer]],
+) -> None:
+    url, seen, answers = stub
+
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(2.5)
+        return web.json_response({"status": "success", "data": {"resultType": "vector", "result": []}})
+
+    answers.append(slow)
+    client = PrometheusClient(url, query_timeout=0.25)
+    started = time.monotonic()
+    try:
+        with pytest.raises(PrometheusError) as caught:
+            await client.instant("up")
+    finally:
+        client.close()
+    assert 1.25 <= time.monotonic() - started < 2.5, "the limit plus a grace of at least a second"
+    assert caught.value.kind == "timeout", str(caught.value)
+    assert str(caught.value) == (
+        "the query timed out: Prometheus did not answer within 1.25s (query limit 250ms, PROMETHEUS_TIMEOUT): try a "
+        "shorter range, a larger step or a simpler query (fewer series: aggregate with `sum by (…)`, match fewer "
+        "labels)"
+    )
+    assert len(seen) == 1 and seen[0]["timeout"] == "250ms", "sent once, with the limit in Prometheus' syntax"
 
 
 async def test_a_gateway_error_is_retried(stub: tuple[str, list[dict[str, Any]], list[Answer]]) -> None:

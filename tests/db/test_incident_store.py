@@ -133,6 +133,39 @@ async def test_ten_concurrent_claims_create_exactly_one(fresh_schema_dsn: str) -
             await p.close()
 
 
+async def test_summary_lock_serialises_processes_per_incident(fresh_schema_dsn: str) -> None:
+    # Two pools, as if two replicas: the second holder of one incident's lock waits for the first; another
+    # incident's lock does not. The ts is read inside the lock, so a waiter sees what the holder recorded.
+    pools = [await create_pool(fresh_schema_dsn, max_size=2) for _ in range(2)]
+    try:
+        one, two = (IncidentStore(p) for p in pools)
+        inc = (await claim(one, "trigger-1")).incident
+        other = (await claim(one, "trigger-2", service="payments")).incident
+        order: list[str] = []
+
+        async def second() -> None:
+            async with two.summary_lock(inc.id) as ts:
+                order.append(f"second saw {ts}")
+
+        async with one.summary_lock(inc.id) as ts:
+            assert ts is None
+            waiter = asyncio.create_task(second())
+            async with asyncio.timeout(5), two.summary_lock(other.id):
+                pass
+            await asyncio.sleep(0.2)
+            assert not waiter.done(), "the same incident's lock is held by the other process"
+            await one.set_summary_ts(inc.id, "1776826020.000100")
+            order.append("first")
+        await asyncio.wait_for(waiter, 5)
+        assert order == ["first", "second saw 1776826020.000100"]
+        with pytest.raises(IncidentNotFoundError):
+            async with one.summary_lock("nope"):
+                pass
+    finally:
+        for p in pools:
+            await p.close()
+
+
 async def test_key_claimed_outside_declarations_is_an_error(store: IncidentStore) -> None:
     assert await store.claim_key("trigger-1", "slack_event")
     with pytest.raises(ValueError, match="already used in scope 'slack_event'"):

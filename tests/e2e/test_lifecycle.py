@@ -36,13 +36,23 @@ async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
 
 async def test_bad_settings_fail_with_one_line_per_problem() -> None:
     code, out = await run_cli(
-        {"SLACK_BOT_TOKEN": "xoxp-wrong", "SLACK_APP_TOKEN": "app-token", "CHATOPS_HTTP_ADDR": "nowhere"}, "run"
+        {
+            "SLACK_BOT_TOKEN": "xoxp-wrong",
+            "SLACK_APP_TOKEN": "app-token",
+            "CHATOPS_HTTP_ADDR": "nowhere",
+            "PROMETHEUS_TIMEOUT": "0",
+        },
+        "run",
     )
     assert code == 2
     lines = out.strip().splitlines()
     assert "chatops: SLACK_BOT_TOKEN must start with xoxb-" in lines
     assert "chatops: SLACK_APP_TOKEN must start with xapp-" in lines
     assert any(line.startswith("chatops: CHATOPS_HTTP_ADDR must look like HOST:PORT") for line in lines)
+    assert (
+        "chatops: PROMETHEUS_TIMEOUT must be a number of seconds above 0 and at most 30 (/promql and /dashboard "
+        "stop after 45 s), got '0'" in lines
+    )
     assert "Traceback" not in out
 
 

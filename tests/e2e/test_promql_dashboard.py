@@ -3,10 +3,13 @@ Prometheus (Debian's binary on data backfilled by promtool)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from chatops.sandbox.slack import Message
@@ -119,3 +122,49 @@ async def test_without_prometheus_the_commands_say_how_to_configure_it(
     await start_daemon()
     await run(world, "/dashboard", "checkout")
     await ephemeral(world, "set PROMETHEUS_URL")
+
+
+HEAVY = "histogram_quantile(0.99, sum by (le, service) (rate(http_request_duration_seconds_bucket[5m])))"
+ADVICE = "try a shorter range, a larger step or a simpler query"
+
+
+async def test_a_query_over_prometheus_timeout_is_explained_to_the_user(
+    world: SandboxWorld, start_daemon: DaemonFactory, prometheus: PrometheusServer
+) -> None:
+    # PROMETHEUS_TIMEOUT reaches Prometheus as the query's timeout: 1 ms is too short for this chart (6,480 steps).
+    daemon = await start_daemon(PROMETHEUS_URL=prometheus.url, PROMETHEUS_TIMEOUT="0.001")
+    await run(world, "/promql", f"{HEAVY} range=9h step=5s")
+    text = await ephemeral(world, "timed out")
+    assert text.startswith(f"the query timed out in Prometheus (limit 1ms, PROMETHEUS_TIMEOUT): {ADVICE}"), text
+    assert not [m for m in world.slack.channels[world.ops_channel].messages if m.bot_id], "nothing posted"
+    assert not daemon.errors(), daemon.errors()
+
+
+@pytest.fixture
+async def slow_prometheus() -> AsyncIterator[str]:
+    """A Prometheus stand-in that answers every query after 3 s."""
+
+    async def answer(_request: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return web.json_response({"status": "success", "data": {"resultType": "vector", "result": []}})
+
+    app = web.Application()
+    app.router.add_route("*", "/api/v1/{endpoint}", answer)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_no_answer_within_prometheus_timeout_is_explained_to_the_user(
+    world: SandboxWorld, start_daemon: DaemonFactory, slow_prometheus: str
+) -> None:
+    await start_daemon(PROMETHEUS_URL=slow_prometheus, PROMETHEUS_TIMEOUT="0.2")
+    await run(world, "/promql", "up")
+    text = await ephemeral(world, "timed out")
+    assert text.startswith(
+        f"the query timed out: Prometheus did not answer within 1.2s (query limit 200ms, PROMETHEUS_TIMEOUT): {ADVICE}"
+    ), text

@@ -465,6 +465,29 @@ async def test_latency_injection(sandbox: SlackSandbox, client: AsyncWebClient) 
     assert time.monotonic() - started >= 0.1
 
 
+async def test_hold_lets_calls_overlap_then_goes_away(sandbox: SlackSandbox, client: AsyncWebClient) -> None:
+    sandbox.hold("users.info", until=2, timeout=5.0)
+    first = asyncio.create_task(client.users_info(user="U1"))
+    await asyncio.sleep(0.2)
+    assert not first.done(), "the first call waits for a second one"
+    started = time.monotonic()
+    await asyncio.gather(first, client.users_info(user="U1"))
+    assert time.monotonic() - started < 1.0, "the second call released both"
+    started = time.monotonic()
+    await client.users_info(user="U1")
+    assert time.monotonic() - started < 1.0, "the hold was used up"
+
+
+async def test_a_hold_nobody_joins_ends_at_its_timeout(sandbox: SlackSandbox, client: AsyncWebClient) -> None:
+    sandbox.hold("users.info", until=2, timeout=0.3)
+    started = time.monotonic()
+    assert (await client.users_info(user="U1"))["ok"]
+    assert 0.3 <= time.monotonic() - started < 2.0
+    started = time.monotonic()
+    await client.users_info(user="U1")
+    assert time.monotonic() - started < 0.3
+
+
 # ---------------------------------------------------------------------------------------------------- Web API: files
 
 

@@ -38,7 +38,7 @@ def test_defaults_follow_the_readme_configuration_table(tmp_path: Path, monkeypa
     assert s.database_url is None  # → embedded Postgres under the data dir
     assert s.data_dir == tmp_path / ".chatops"
     assert s.archive_url == f"file://{tmp_path / '.chatops' / 'archive'}"
-    assert s.prometheus_url is None
+    assert s.prometheus_url is None and s.prometheus_timeout == 15.0
     assert not s.zoom_enabled
     assert s.zoom_api_url == "https://api.zoom.us/v2"
     assert s.zoom_oauth_url == "https://zoom.us/oauth/token"
@@ -68,6 +68,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "CHATOPS_DATA_DIR": str(tmp_path / "state"),
         "ARCHIVE_URL": "s3://bucket/incidents",
         "PROMETHEUS_URL": "http://prometheus:9090",
+        "PROMETHEUS_TIMEOUT": "25",
         "ZOOM_ACCOUNT_ID": "acct",
         "ZOOM_CLIENT_ID": "client",
         "ZOOM_CLIENT_SECRET": "zoom-SECRET",
@@ -88,6 +89,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert [w.value for w in s.pagerduty_webhook_secrets] == ["whsec-one-SECRET", "whsec-two-SECRET"]
     assert s.database_url is not None and s.database_url.value.endswith("@db:5432/chatops")
     assert s.data_dir == tmp_path / "state" and s.archive_url == "s3://bucket/incidents"
+    assert s.prometheus_url == "http://prometheus:9090" and s.prometheus_timeout == 25.0
     assert s.zoom_enabled and s.zoom_api_url == "https://zoom.example/v2"
     assert (s.http_host, s.http_port, s.public_url) == ("10.0.0.5", 8081, "https://chatops.example.com")
     assert (s.policy_dir, s.commands_dir, s.runbooks_dir) == (tmp_path / "p", tmp_path / "c", tmp_path / "r")
@@ -179,6 +181,30 @@ def test_pagerduty_key_needs_a_from_email() -> None:
 )
 def test_half_configured_zoom_names_what_is_missing(given: dict[str, str], missing: str) -> None:
     assert only_problem(**given) == f"Zoom is half-configured: also set {missing} (or unset all three)"
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("15", 15.0), (" 7.5 ", 7.5), ("0.25", 0.25), ("30", 30.0), ("", 15.0)])
+def test_prometheus_timeout_is_seconds(raw: str, seconds: float) -> None:
+    assert Settings.from_env(MINIMAL | {"PROMETHEUS_TIMEOUT": raw}).prometheus_timeout == seconds
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "soon", "15s", "nan", "inf", "30.5", "120"])
+def test_a_bad_prometheus_timeout_gets_one_clear_line(raw: str) -> None:
+    assert only_problem(PROMETHEUS_TIMEOUT=raw) == (
+        "PROMETHEUS_TIMEOUT must be a number of seconds above 0 and at most 30 (/promql and /dashboard stop after "
+        f"45 s), got {raw!r}"
+    )
+
+
+def test_prometheus_timeout_problems_come_with_the_others() -> None:
+    found = problems({"PROMETHEUS_URL": "prom:9090", "PROMETHEUS_TIMEOUT": "0", "CHATOPS_LOG_LEVEL": "loud"})
+    assert [p.split(" ", 1)[0] for p in found] == [
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "PROMETHEUS_URL",
+        "PROMETHEUS_TIMEOUT",
+        "CHATOPS_LOG_LEVEL",
+    ]
 
 
 def test_zero_shutdown_timeout_is_allowed() -> None:
