@@ -49,6 +49,10 @@ def _default(value: object) -> Any:
 def _dumps(value: Mapping[str, Any]) -> str:
     """Compact JSON like :func:`chatops.db.pool.json_dumps` (same types, same output), ~5x faster via orjson."""
     try:
+        return orjson.dumps(value, default=_default).decode()
+    except TypeError:
+        pass
+    try:  # non-text keys (rare; orjson is ~40 % slower when told to expect them)
         return orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS).decode()
     except TypeError:  # e.g. an int beyond 64 bits: the standard library copes
         return json_dumps(dict(value))

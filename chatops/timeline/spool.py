@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from chatops.db.pool import JsonText
 from chatops.timeline.rows import Row
 
@@ -38,7 +40,7 @@ class SpoolError(OSError):
 
 def encode_line(row: Row) -> bytes:
     """One spool line for ``row``: checksum, space, JSON, newline. The payload is embedded as raw JSON."""
-    head = json.dumps(
+    head = orjson.dumps(
         {
             "i": row.incident_id,
             "t": row.type,
@@ -48,11 +50,9 @@ def encode_line(row: Row) -> bytes:
             "s": row.source,
             "m": row.summary,
             "k": row.dedup_key,
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
+        }
     )
-    text = (head[:-1] + ',"p":' + row.payload + "}").encode()
+    text = head[:-1] + b',"p":' + row.payload.encode() + b"}"
     return b"%08x %s\n" % (zlib.crc32(text), text)
 
 

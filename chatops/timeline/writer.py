@@ -20,6 +20,12 @@ the daemon keeps accepting events, but the timeline in Postgres is behind).
 
 Rows Postgres refuses for what they are (e.g. an unknown incident) are isolated by bisecting the batch and
 appended to ``rejected.jsonl`` next to the spool with the error, never dropped silently.
+
+Crash safety. Producers are told "accepted" before anything is committed (the audit webhook answers 200 at once),
+so every accepted row is first written to the :class:`~chatops.timeline.journal.Journal` (page cache, no fsync)
+and its segments are dropped once their rows are committed or spooled. A run that dies without stopping (SIGKILL,
+OOM) leaves segments behind; :meth:`TimelineWriter.start` moves their rows into the spool, whose replay
+deduplicates, before accepting anything new.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import NamedTuple
 import asyncpg
 
 from chatops.timeline.events import TimelineEvent
+from chatops.timeline.journal import Journal, JournalError
 from chatops.timeline.rows import Row, to_row
 from chatops.timeline.spool import Spool, SpoolError, encode_line
 from chatops.timeline.store import TimelineStore
@@ -109,6 +116,8 @@ class WriterStats:
     replayed: int = 0
     rejected: int = 0
     batches: int = 0
+    recovered: int = 0
+    unjournaled: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
@@ -148,6 +157,7 @@ class TimelineWriter:
         max_in_flight: int = 3,
         max_delay: float = 0.3,
         clock: Callable[[], dt.datetime] = _utcnow,
+        journal: Journal | None = None,
     ) -> None:
         if capacity < batch_size or batch_size < 1:
             raise ValueError("need capacity >= batch_size >= 1")
@@ -163,6 +173,8 @@ class TimelineWriter:
         self.clock = clock
         self.stats = WriterStats()
         self.rejected_path = spool.path.parent / "rejected.jsonl"
+        self.journal = journal if journal is not None else Journal(spool.path.parent / "journal")
+        self._journal_failing = False
         self._buffer: deque[_Item] = deque()
         self._seq = 0
         self._committed_seq = 0  # every row with seq <= this is in Postgres
@@ -223,6 +235,7 @@ class TimelineWriter:
     def _push(self, rows: list[Row]) -> None:
         if self._closing:
             raise WriterClosed("the timeline writer is closed")
+        self._journal_rows(rows, self._seq + 1)
         accepted = time.monotonic()
         was_empty = not self._buffer
         for row in rows:
@@ -231,6 +244,33 @@ class TimelineWriter:
         self.stats.accepted += len(rows)
         if was_empty or len(self._buffer) >= self.batch_size:
             self._wakeup.set()
+
+    def _journal_rows(self, rows: list[Row], first_seq: int) -> None:
+        try:
+            self.journal.append(rows, first_seq)
+        except JournalError as exc:  # keep accepting: Postgres and the spool still work; only crash safety is lost
+            self.stats.unjournaled += len(rows)
+            if not self._journal_failing:
+                log.error(
+                    "cannot write the timeline journal; a crash now would lose queued events", extra={"error": str(exc)}
+                )
+            self._journal_failing = True
+        else:
+            if self._journal_failing:
+                log.warning("timeline journal writable again")
+            self._journal_failing = False
+
+    def _release_journal(self) -> None:
+        """Drop journal segments whose rows are all committed or in the (fsync'd) spool."""
+        durable = self._committed_seq
+        for last, state in self._batches:
+            if state == _IN_FLIGHT:
+                break
+            durable = last
+        try:
+            self.journal.release(durable)
+        except OSError as exc:
+            log.warning("cannot trim the timeline journal", extra={"error": str(exc)})
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -254,11 +294,24 @@ class TimelineWriter:
     async def start(self) -> None:
         """Start the writer task (a spool left by an earlier run is replayed first)."""
         if self._task is None:
+            await self._recover_journal()
             if self.spool.pending:
                 log.warning(
                     "timeline spool from an earlier run found; replaying", extra={"spool": str(self.spool.path)}
                 )
             self._task = asyncio.create_task(self._run(), name="timeline writer")
+
+    async def _recover_journal(self) -> None:
+        """Rows a crashed run had accepted but not made safe: into the spool (replay skips those committed)."""
+        rows = await asyncio.to_thread(self.journal.recover)
+        if rows:
+            log.warning(
+                "timeline journal of a run that did not stop cleanly found; its events go through the spool",
+                extra={"rows": len(rows), "journal": str(self.journal.directory)},
+            )
+            await self.spool.append(rows)
+            self.stats.recovered += len(rows)
+        await asyncio.to_thread(self.journal.discard_recovered)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything accepted so far is committed to Postgres; False if ``timeout`` ran out first."""
@@ -295,6 +348,7 @@ class TimelineWriter:
             self._buffer.clear()
             await self.spool.append([i.row for i in batch])
             self.stats.spooled += len(batch)
+        self.journal.close()  # everything accepted is committed or spooled
         log.info(
             "timeline writer stopped",
             extra={
@@ -408,6 +462,7 @@ class TimelineWriter:
                 await asyncio.sleep(self.retry_interval)
         self.stats.spooled += len(batch)
         entry[1] = _SPOOLED
+        self._release_journal()
         self._wakeup.set()  # the run loop must now probe and replay
 
     def _track(self, batch: list[_Item]) -> list[int]:
@@ -424,6 +479,7 @@ class TimelineWriter:
             async with self._progress:
                 self._committed_seq = seq
                 self._progress.notify_all()
+            self._release_journal()
 
     async def _insert(self, rows: list[Row]) -> None:
         """Insert a batch; rows Postgres refuses for their content are bisected out and set aside."""

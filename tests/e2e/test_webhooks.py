@@ -12,6 +12,7 @@ import datetime as dt
 import gzip
 import json
 import re
+import signal
 import uuid
 from typing import Any
 
@@ -23,7 +24,7 @@ from chatops.sandbox.slack import Channel
 from chatops.sandbox.world import SandboxWorld
 from chatops.sources.pagerduty_webhook import sign
 
-from .conftest import DaemonFactory, DaemonProcess
+from .conftest import DaemonFactory, DaemonProcess, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -187,3 +188,48 @@ async def test_summary_links_go_through_the_redirector(
     )
     assert payload_of(row)["url"] == grafana and row["summary"] == "Grafana overview opened"
     assert not daemon.errors()
+
+
+async def test_audit_events_accepted_before_a_sigkill_are_stored_after_the_restart(
+    world: SandboxWorld, start_daemon: DaemonFactory, db: asyncpg.Connection, fresh_database_dsn: str
+) -> None:
+    """The webhook answers 200 before Postgres commits; the daemon dying in between must not lose the events."""
+    daemon = await start_daemon(K8S_AUDIT_TOKEN=TOKEN)
+    _, incident_id = await declare_checkout(world, daemon)
+    url = daemon.http_url + "/webhooks/k8s-audit"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    locker = await asyncpg.connect(fresh_database_dsn)  # Postgres stalls the timeline: its writes wait on a lock
+    stall = locker.transaction()
+    await stall.start()
+    await locker.execute("LOCK TABLE timeline_events IN EXCLUSIVE MODE")
+    audit_ids: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as client:
+            for _ in range(5):
+                items = [audit_event("delete", "checkout") for _ in range(20)]
+                audit_ids += [item["auditID"] for item in items]
+                body = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}
+                async with client.post(url, json=body, headers=auth) as response:
+                    assert response.status == 200
+                    assert (await response.json())["recorded"] == 20
+        assert await daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+    finally:
+        await stall.rollback()
+        await locker.close()
+    assert await db.fetchval("SELECT count(*) FROM timeline_events WHERE type = 'kubectl'") == 0
+
+    restarted = await start_daemon(K8S_AUDIT_TOKEN=TOKEN)
+    [found] = await restarted.wait_log("timeline journal of a run that did not stop cleanly")
+    assert found["rows"] >= 100
+
+    async def all_stored() -> list[asyncpg.Record]:
+        rows = await db.fetch(
+            "SELECT payload->>'audit_id' AS audit_id FROM timeline_events WHERE incident_id = $1 AND type = 'kubectl'",
+            incident_id,
+        )
+        assert len(rows) == 100
+        return rows
+
+    rows = await eventually(all_stored, timeout=20)
+    assert sorted(r["audit_id"] for r in rows) == sorted(audit_ids)  # every one, none twice
+    assert not restarted.errors()
