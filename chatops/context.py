@@ -5,7 +5,8 @@ No globals: everything a handler may touch hangs off its context, built per invo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,20 @@ class Services:
     links: Links | None = None
     """Mints the signed ``/go/`` links the bot posts instead of raw dashboard and runbook URLs."""
     summary_locks: KeyedLock = field(default_factory=KeyedLock)
-    """Per incident id: held while a command edits that incident's pinned summary (read, change, ``chat.update``)."""
+    """Per incident id: held while anything edits that incident's pinned summary (read, change, ``chat.update``)."""
+
+    @asynccontextmanager
+    async def summary_edit(self, incident_id: str) -> AsyncIterator[str | None]:
+        """Hold the incident's summary locks for a read-modify-write of its pinned summary; yields the summary ``ts``.
+
+        Every edit of the pinned summary (``/escalate``, the declaration's final refresh) goes through here, so they
+        run one at a time and each starts from the message the one before wrote. In-process first (``summary_locks``,
+        enough for one daemon), then Postgres (:meth:`IncidentStore.summary_lock`, for a second replica): always in
+        this order, so two holders never wait for each other crosswise. The ``ts`` is read from Postgres inside the
+        lock (``None``: not posted yet).
+        """
+        async with self.summary_locks.hold(incident_id), self.incidents.summary_lock(incident_id) as ts:
+            yield ts
 
 
 @dataclass

@@ -179,16 +179,17 @@ async def _add_to_summary(ctx: Context, incident: Incident, line: str) -> None:
     This reads the message as Slack holds it, adds the line and writes it back, so two escalations at once must not
     interleave: the second write would put back the message without the first one's line. Edits of one incident's
     summary are therefore serialised, and the message (and its ``ts``, from Postgres) is re-read inside the lock, so
-    each edit starts from the one before. The daemon is one asyncio process, where ``summary_locks`` (an in-process
-    lock per incident) is enough; the Postgres advisory lock taken inside it covers a second replica on the same
-    workspace (the README allows replicas) at the cost of one pool connection while the edit runs.
+    each edit starts from the one before — including the declaration's final refresh, which carries these lines over.
+    The daemon is one asyncio process, where ``summary_locks`` (an in-process lock per incident) is enough; the
+    Postgres advisory lock taken inside it covers a second replica on the same workspace (the README allows replicas)
+    at the cost of one pool connection while the edit runs. Both come from :meth:`Services.summary_edit`.
     """
     channel = incident.channel_id
     if not channel:
         return
     services = ctx.services
     try:
-        async with services.summary_locks.hold(incident.id), services.incidents.summary_lock(incident.id) as ts:
+        async with services.summary_edit(incident.id) as ts:
             if not ts:
                 return
             current = await services.chat.fetch_message(channel, ts)

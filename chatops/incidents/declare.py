@@ -9,6 +9,9 @@ Steps and their only dependencies::
                                                 ├─► page each role the severity names           ├─► update summary
                                                 └─► comms draft (unless internal_only)          ┘
 
+The final update is an edit of the pinned summary like ``/escalate``'s, and may come after one: it holds the same
+locks (:meth:`Services.summary_edit`) and keeps the *Escalated* lines the message already has.
+
 A failed step never stops the others: its outcome is stored (``incident_steps``), put on the timeline as a
 ``step_failed`` event, and written into the pinned summary with what a human should do instead.
 """
@@ -25,7 +28,7 @@ from chatops.context import Context, Services, send_ephemeral
 from chatops.errors import IntegrationError, UserError
 from chatops.incidents.model import Incident
 from chatops.incidents.naming import channel_candidates, incident_id_for, purpose_text, topic_text
-from chatops.incidents.summary import PageLine, SummaryState, render_summary
+from chatops.incidents.summary import PageLine, SummaryState, add_escalation, escalations_of, render_summary
 from chatops.policy.models import Policy, Service, Severity
 from chatops.timeline.events import EventType, TimelineEvent
 from chatops.transport.base import ChatError, Invocation, PostedMessage
@@ -118,7 +121,6 @@ class DeclareWorkflow:
         self.channel_id: str | None = None
         self.channel_name: str | None = None
         self.summary: PostedMessage | None = None
-        self._summary_lock = asyncio.Lock()
         self._posted_blocks: list[dict[str, Any]] | None = None
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -334,18 +336,20 @@ class DeclareWorkflow:
         self.state.bridge = f"<{meeting.join_url}|Join Zoom>"
 
     async def post_summary(self) -> bool:
-        """Post the Block Kit summary into the war room."""
+        """Post the Block Kit summary into the war room.
+
+        No lock: nothing can edit the message before its ``ts`` is recorded, and the refresh comes after this step.
+        """
         assert self.channel_id is not None
-        async with self._summary_lock:
-            # What was posted, not a re-render after the await: a step finishing meanwhile must still be updated.
-            blocks = render_summary(self.state)
-            try:
-                text = self.state.fallback_text()
-                self.summary = await self.services.chat.post_message(self.channel_id, text, blocks)
-            except ChatError as exc:
-                raise StepFailed(f"Slack: could not post the summary ({exc.code})") from exc
-            self._posted_blocks = blocks
-            await self.services.incidents.set_summary_ts(self.incident.id, self.summary.ts)
+        # What was posted, not a re-render after the await: a step finishing meanwhile must still be updated.
+        blocks = render_summary(self.state)
+        try:
+            text = self.state.fallback_text()
+            self.summary = await self.services.chat.post_message(self.channel_id, text, blocks)
+        except ChatError as exc:
+            raise StepFailed(f"Slack: could not post the summary ({exc.code})") from exc
+        self._posted_blocks = blocks
+        await self.services.incidents.set_summary_ts(self.incident.id, self.summary.ts)
         return True
 
     async def pin_summary(self) -> None:
@@ -354,20 +358,32 @@ class DeclareWorkflow:
         await self._chat_step("pin the summary", self.services.chat.pin(self.summary.channel, self.summary.ts))
 
     async def refresh_summary(self) -> None:
-        """Re-render the summary with the final state; update it only when something changed since the post."""
+        """Re-render the summary with the final state; update it only when something changed since the post.
+
+        An ``/escalate`` since the post may have added lines under *Escalated*, which the state knows nothing of.
+        Like every edit of the summary, this one holds the incident's summary locks, reads the message as Slack holds
+        it and carries those lines over, so it does not matter which of the two edits comes first. A failure is
+        logged: the message keeps what the post (and any escalation) wrote.
+        """
         if self.summary is None:
             return
-        async with self._summary_lock:
-            blocks = render_summary(self.state)
-            if blocks == self._posted_blocks:
-                return
-            try:
-                await self.services.chat.update_message(
-                    self.summary.channel, self.summary.ts, self.state.fallback_text(), blocks
-                )
-                self._posted_blocks = blocks
-            except ChatError:
-                log.exception("could not update the summary", extra={"incident": self.incident.id})
+        blocks = render_summary(self.state)
+        if blocks == self._posted_blocks:
+            return
+        channel, ts = self.summary.channel, self.summary.ts
+        try:
+            async with self.services.summary_edit(self.incident.id):
+                current = await self.services.chat.fetch_message(channel, ts)
+                if current is None:
+                    log.warning("the summary is gone: not updated", extra={"incident": self.incident.id})
+                    return
+                edited = blocks
+                for line in escalations_of(current.blocks):
+                    edited = add_escalation(edited, line)
+                await self.services.chat.update_message(channel, ts, self.state.fallback_text(), edited)
+            self._posted_blocks = blocks
+        except Exception:  # Slack or Postgres: the steps are done and recorded; only the summary is behind
+            log.exception("could not update the summary", extra={"incident": self.incident.id})
 
     async def acknowledge_page(self) -> None:
         """Acknowledge the triggered PagerDuty incident(s) on this service assigned to the declaring user."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from chatops.policy.models import Service, Severity
 
-__all__ = ["ESCALATED_HEADING", "PageLine", "SummaryState", "add_escalation", "render_summary"]
+__all__ = ["ESCALATED_HEADING", "PageLine", "SummaryState", "add_escalation", "escalations_of", "render_summary"]
 
 ESCALATED_HEADING = "*Escalated*"
 
@@ -95,6 +95,15 @@ def render_summary(state: SummaryState) -> list[dict[str, Any]]:
     return blocks
 
 
+def _escalated_text(block: dict[str, Any]) -> str | None:
+    """The text of an *Escalated* section, or None for any other block."""
+    text = block.get("text")
+    if block.get("type") != "section" or not isinstance(text, dict):
+        return None
+    body = str(text.get("text", ""))
+    return body if body.startswith(ESCALATED_HEADING) else None
+
+
 def add_escalation(blocks: list[dict[str, Any]], line: str) -> list[dict[str, Any]]:
     """The summary's blocks with ``line`` added under *Escalated* (the section is created before the footer).
 
@@ -102,14 +111,23 @@ def add_escalation(blocks: list[dict[str, Any]], line: str) -> list[dict[str, An
     """
     out = [dict(b) for b in blocks]
     for index, block in enumerate(out):
-        text = block.get("text")
-        if (
-            block.get("type") == "section"
-            and isinstance(text, dict)
-            and str(text.get("text", "")).startswith(ESCALATED_HEADING)
-        ):
-            out[index] = _section(f"{text['text']}\n• {line}")
+        body = _escalated_text(block)
+        if body is not None:
+            out[index] = _section(f"{body}\n• {line}")
             return out
     at = len(out) - 1 if out and out[-1].get("type") == "context" else len(out)
     out.insert(at, _section(f"{ESCALATED_HEADING}\n• {line}"))
     return out
+
+
+def escalations_of(blocks: list[dict[str, Any]] | None) -> list[str]:
+    """The lines under *Escalated* in ``blocks`` (as :func:`add_escalation` wrote them), oldest first.
+
+    The declare workflow re-renders the summary from its own state, which knows nothing of ``/escalate``: it reads
+    the message as Slack holds it and adds these back with :func:`add_escalation`.
+    """
+    for block in blocks or ():
+        body = _escalated_text(block)
+        if body is not None:
+            return [line for line in body[len(ESCALATED_HEADING) :].split("\n• ") if line]
+    return []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from chatops.testing import Bot
 
 
@@ -56,6 +58,47 @@ async def test_two_escalations_at_once_both_land_in_the_summary(bot: Bot) -> Non
     text = summary_text(bot, room)
     for role, reason in (("manager", "error rate still climbing"), ("vp_eng", "customers are noticing")):
         assert f"PD #{pages[f'{incident.id}/{role}']['incident_number']}" in text and reason in text, text
+    assert text.count("*Escalated*") == 1 and "*Paged*" in text
+    assert len(bot.daemon.services.summary_locks) == 0, "no lock is left behind"  # type: ignore[union-attr]
+
+
+async def test_an_escalation_while_the_declaration_finishes_survives_its_final_refresh(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The declaration re-renders the pinned summary from its own state once its last step (acknowledging the IC's
+    # page) is done. Hold that acknowledgement until an /escalate has edited the posted summary: a refresh that
+    # rewrote the message from its state alone would drop the escalation line.
+    pd = bot.daemon.services.pagerduty  # type: ignore[union-attr]
+    assert pd is not None
+    acknowledge, escalated = pd.acknowledge, asyncio.Event()
+
+    async def acknowledge_after_the_escalation(incident_id: str) -> str:
+        await escalated.wait()
+        return await acknowledge(incident_id)
+
+    monkeypatch.setattr(pd, "acknowledge", acknowledge_after_the_escalation)
+    slack = bot.world.slack
+    declaring = asyncio.create_task(bot.declare("sev2 checkout"))
+    try:
+        await slack.wait_for(
+            lambda: any(c.name.startswith("inc-") and c.pins for c in slack.channels.values()),
+            timeout=bot.timeout,
+            what="the pinned summary",
+        )
+        [room] = [c.id for c in slack.channels.values() if c.name.startswith("inc-")]
+        assert "Acknowledged your page" not in summary_text(bot, room), "the declaration is still finishing"
+        run = await bot.run("/escalate manager error rate still climbing", channel=room)
+        assert run.outcome == "ok", run.text
+    finally:
+        escalated.set()
+    assert await declaring == room
+
+    incident = await bot.daemon.services.incidents.by_channel(room)  # type: ignore[union-attr]
+    assert incident is not None
+    text = summary_text(bot, room)
+    page = pd_pages(bot)[f"{incident.id}/manager"]
+    assert f"PD #{page['incident_number']}" in text and "error rate still climbing" in text, text
+    assert "Acknowledged your page" in text, text
     assert text.count("*Escalated*") == 1 and "*Paged*" in text
     assert len(bot.daemon.services.summary_locks) == 0, "no lock is left behind"  # type: ignore[union-attr]
 
