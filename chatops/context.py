@@ -17,7 +17,7 @@ from chatops.transport.base import Blocks, Chat, ChatError, Invocation, PostedMe
 
 if TYPE_CHECKING:
     from chatops.incidents.model import Incident
-    from chatops.incidents.store import IncidentStore
+    from chatops.incidents.store import IncidentStore, SummaryHold
     from chatops.integrations.pagerduty import PagerDutyClient
     from chatops.integrations.prometheus import PrometheusClient
     from chatops.integrations.zoom import ZoomClient
@@ -56,17 +56,18 @@ class Services:
     """Per incident id: held while anything edits that incident's pinned summary (read, change, ``chat.update``)."""
 
     @asynccontextmanager
-    async def summary_edit(self, incident_id: str) -> AsyncIterator[str | None]:
-        """Hold the incident's summary locks for a read-modify-write of its pinned summary; yields the summary ``ts``.
+    async def summary_edit(self, incident_id: str) -> AsyncIterator[SummaryHold]:
+        """Hold the incident's summary locks for a read-modify-write of its pinned summary.
 
         Every edit of the pinned summary (``/escalate``, the declaration's final refresh) goes through here, so they
         run one at a time and each starts from the message the one before wrote. In-process first (``summary_locks``,
         enough for one daemon), then Postgres (:meth:`IncidentStore.summary_lock`, for a second replica): always in
-        this order, so two holders never wait for each other crosswise. The ``ts`` is read from Postgres inside the
-        lock (``None``: not posted yet).
+        this order, so two holders never wait for each other crosswise. Yields the :class:`SummaryHold` read from
+        Postgres inside the lock: the summary's ``ts`` (``None``: not posted yet) and how many edits others made
+        (an editor other than the declaration calls ``bump()`` after its ``chat.update``).
         """
-        async with self.summary_locks.hold(incident_id), self.incidents.summary_lock(incident_id) as ts:
-            yield ts
+        async with self.summary_locks.hold(incident_id), self.incidents.summary_lock(incident_id) as held:
+            yield held
 
 
 @dataclass

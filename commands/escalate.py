@@ -182,19 +182,31 @@ async def _add_to_summary(ctx: Context, incident: Incident, line: str) -> None:
     each edit starts from the one before — including the declaration's final refresh, which carries these lines over.
     The daemon is one asyncio process, where ``summary_locks`` (an in-process lock per incident) is enough; the
     Postgres advisory lock taken inside it covers a second replica on the same workspace (the README allows replicas)
-    at the cost of one pool connection while the edit runs. Both come from :meth:`Services.summary_edit`.
+    at the cost of one pool connection while the edit runs. Both come from :meth:`Services.summary_edit`. The edit is
+    counted (``bump``) in the same transaction: the refresh reads the message back from Slack only when one was made.
     """
     channel = incident.channel_id
     if not channel:
         return
     services = ctx.services
     try:
-        async with services.summary_edit(incident.id) as ts:
+        async with services.summary_edit(incident.id) as held:
+            ts = held.ts
             if not ts:
                 return
             current = await services.chat.fetch_message(channel, ts)
             if current is None or current.blocks is None:
                 return
-            await services.chat.update_message(channel, ts, current.text, add_escalation(current.blocks, line))
+            try:
+                await services.chat.update_message(channel, ts, current.text, add_escalation(current.blocks, line))
+            except Exception as exc:  # maybe applied (a timeout after Slack took it): count it anyway, see below
+                failed: Exception | None = exc
+            else:
+                failed = None
+            # Counted so the declaration's final refresh, if still to come, reads this line back; counting an edit
+            # that did not happen costs one needless read, missing one that did would lose the line.
+            await held.bump()
+        if failed is not None:
+            raise failed
     except Exception:  # Slack or Postgres: the page went out and is on the timeline, so the reply must follow
         log.exception("could not add the escalation to the summary", extra={"incident": incident.id})

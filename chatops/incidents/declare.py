@@ -10,7 +10,8 @@ Steps and their only dependencies::
                                                 └─► comms draft (unless internal_only)          ┘
 
 The final update is an edit of the pinned summary like ``/escalate``'s, and may come after one: it holds the same
-locks (:meth:`Services.summary_edit`) and keeps the *Escalated* lines the message already has.
+locks (:meth:`Services.summary_edit`) and, when an edit was counted since the post, keeps the *Escalated* lines the
+message already has.
 
 A failed step never stops the others: its outcome is stored (``incident_steps``), put on the timeline as a
 ``step_failed`` event, and written into the pinned summary with what a human should do instead.
@@ -361,9 +362,11 @@ class DeclareWorkflow:
         """Re-render the summary with the final state; update it only when something changed since the post.
 
         An ``/escalate`` since the post may have added lines under *Escalated*, which the state knows nothing of.
-        Like every edit of the summary, this one holds the incident's summary locks, reads the message as Slack holds
-        it and carries those lines over, so it does not matter which of the two edits comes first. A failure is
-        logged: the message keeps what the post (and any escalation) wrote.
+        Like every edit of the summary, this one holds the incident's summary locks, so it does not matter which of
+        the two edits comes first. Each escalation counts its edit in Postgres under those locks: only when the count
+        is above 0 does this read the message as Slack holds it and carry those lines over; otherwise the message is
+        still exactly what the post wrote and the render replaces it as is (no ``conversations.history`` read on the
+        declaration's critical path). A failure is logged: the message keeps what the post (and any escalation) wrote.
         """
         if self.summary is None:
             return
@@ -372,14 +375,15 @@ class DeclareWorkflow:
             return
         channel, ts = self.summary.channel, self.summary.ts
         try:
-            async with self.services.summary_edit(self.incident.id):
-                current = await self.services.chat.fetch_message(channel, ts)
-                if current is None:
-                    log.warning("the summary is gone: not updated", extra={"incident": self.incident.id})
-                    return
+            async with self.services.summary_edit(self.incident.id) as held:
                 edited = blocks
-                for line in escalations_of(current.blocks):
-                    edited = add_escalation(edited, line)
+                if held.edits:
+                    current = await self.services.chat.fetch_message(channel, ts)
+                    if current is None:
+                        log.warning("the summary is gone: not updated", extra={"incident": self.incident.id})
+                        return
+                    for line in escalations_of(current.blocks):
+                        edited = add_escalation(edited, line)
                 await self.services.chat.update_message(channel, ts, self.state.fallback_text(), edited)
             self._posted_blocks = blocks
         except Exception:  # Slack or Postgres: the steps are done and recorded; only the summary is behind

@@ -4,7 +4,8 @@
 under ``pg_advisory_xact_lock(hashtext('declare:' || service))`` (and a lock on the dedup key), so any number of
 processes declaring for the same service at once produce exactly one incident, and a redelivered slash command
 (same ``trigger_id``) returns the incident its first delivery created. :meth:`IncidentStore.summary_lock` is the
-same kind of lock (``'summary:' || incident id``) for edits of the pinned summary.
+same kind of lock (``'summary:' || incident id``) for edits of the pinned summary; it also hands out the incident's
+count of summary edits (``incidents.summary_edits``), bumped in the lock's transaction by whoever edited it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from chatops.incidents.model import (
     StepStatus,
 )
 
-__all__ = ["Claim", "IncidentStore"]
+__all__ = ["Claim", "IncidentStore", "SummaryHold"]
 
 _COLUMNS = (
     "id, severity, service, status, ic_user_id, declared_by, channel_id, channel_name, declared_at, resolved_at, "
@@ -48,6 +49,31 @@ class Claim:
 
     outcome: Literal["created", "duplicate", "open_exists"]
     incident: Incident
+
+
+class SummaryHold:
+    """What :meth:`IncidentStore.summary_lock` yields: the summary as Postgres records it, inside the lock.
+
+    ``ts``: the pinned summary's Slack ``ts`` (``None``: not posted yet). ``edits``: how many times the message has
+    been edited by anything but the declaration's own post and refresh (``/escalate``); 0 means it still holds exactly
+    what the declaration wrote. An editor calls :meth:`bump` once its ``chat.update`` went through: the count is
+    written in the lock's transaction, so it commits with the lock's release and the next holder sees it.
+    """
+
+    __slots__ = ("_conn", "_incident_id", "edits", "ts")
+
+    def __init__(self, conn: asyncpg.Connection, incident_id: str, ts: str | None, edits: int) -> None:
+        self._conn = conn
+        self._incident_id = incident_id
+        self.ts = ts
+        self.edits = edits
+
+    async def bump(self) -> None:
+        """Count one edit of the message (only while the lock is held)."""
+        self.edits = await self._conn.fetchval(
+            "UPDATE incidents SET summary_edits = summary_edits + 1 WHERE id = $1 RETURNING summary_edits",
+            self._incident_id,
+        )
 
 
 def _incident(row: asyncpg.Record) -> Incident:
@@ -208,19 +234,20 @@ class IncidentStore:
             raise IncidentNotFoundError(incident_id)
 
     @asynccontextmanager
-    async def summary_lock(self, incident_id: str) -> AsyncIterator[str | None]:
+    async def summary_lock(self, incident_id: str) -> AsyncIterator[SummaryHold]:
         """Hold the incident's summary lock, across processes, for the body of the ``async with``.
 
         ``pg_advisory_xact_lock(hashtext('summary:' || id))`` in a transaction that lasts as long as the body (it
-        holds one pool connection meanwhile). Yields the summary's ``ts`` as recorded now (``None``: not posted yet).
-        Raises :class:`IncidentNotFoundError`.
+        holds one pool connection meanwhile). Yields a :class:`SummaryHold`: the summary's ``ts`` and edit count as
+        recorded now, and :meth:`SummaryHold.bump` to count this holder's edit. A body that raises rolls its bump
+        back. Raises :class:`IncidentNotFoundError`.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('summary:' || $1))", incident_id)
-            row = await conn.fetchrow("SELECT summary_ts FROM incidents WHERE id = $1", incident_id)
+            row = await conn.fetchrow("SELECT summary_ts, summary_edits FROM incidents WHERE id = $1", incident_id)
             if row is None:
                 raise IncidentNotFoundError(incident_id)
-            yield row["summary_ts"]
+            yield SummaryHold(conn, incident_id, row["summary_ts"], row["summary_edits"])
 
     async def record_step(
         self,

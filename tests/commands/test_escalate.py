@@ -103,6 +103,33 @@ async def test_an_escalation_while_the_declaration_finishes_survives_its_final_r
     assert len(bot.daemon.services.summary_locks) == 0, "no lock is left behind"  # type: ignore[union-attr]
 
 
+async def test_a_declaration_nobody_escalated_refreshes_its_summary_without_reading_it_back(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hold the acknowledgement until the summary is pinned, so the final refresh has something to write. No edit was
+    # counted since the post, so it writes its render without a conversations.history read of the message.
+    pd = bot.daemon.services.pagerduty  # type: ignore[union-attr]
+    assert pd is not None
+    acknowledge, slack = pd.acknowledge, bot.world.slack
+
+    async def acknowledge_once_pinned(incident_id: str) -> str:
+        await slack.wait_for(
+            lambda: any(c.name.startswith("inc-") and c.pins for c in slack.channels.values()),
+            timeout=bot.timeout,
+            what="the pinned summary",
+        )
+        return await acknowledge(incident_id)
+
+    monkeypatch.setattr(pd, "acknowledge", acknowledge_once_pinned)
+    room = await bot.declare("sev2 checkout")
+
+    [ts] = bot.channel(room).pins
+    assert "Acknowledged your page" in summary_text(bot, room), "the final refresh ran"
+    assert [c.params.get("ts") for c in slack.calls_to("chat.update") if c.params.get("channel") == room] == [ts]
+    assert not [c for c in slack.calls_to("conversations.history") if c.params.get("channel") == room]
+    assert len(bot.daemon.services.summary_locks) == 0, "no lock is left behind"  # type: ignore[union-attr]
+
+
 async def test_a_role_already_paged_is_said_so_and_not_paged_again(bot: Bot) -> None:
     room = await bot.declare("sev2 checkout")
     before = len(pd_pages(bot))

@@ -144,11 +144,11 @@ async def test_summary_lock_serialises_processes_per_incident(fresh_schema_dsn: 
         order: list[str] = []
 
         async def second() -> None:
-            async with two.summary_lock(inc.id) as ts:
-                order.append(f"second saw {ts}")
+            async with two.summary_lock(inc.id) as held:
+                order.append(f"second saw {held.ts}")
 
-        async with one.summary_lock(inc.id) as ts:
-            assert ts is None
+        async with one.summary_lock(inc.id) as held:
+            assert held.ts is None
             waiter = asyncio.create_task(second())
             async with asyncio.timeout(5), two.summary_lock(other.id):
                 pass
@@ -161,6 +161,45 @@ async def test_summary_lock_serialises_processes_per_incident(fresh_schema_dsn: 
         with pytest.raises(IncidentNotFoundError):
             async with one.summary_lock("nope"):
                 pass
+    finally:
+        for p in pools:
+            await p.close()
+
+
+async def test_summary_edits_are_counted_under_the_lock_per_incident(fresh_schema_dsn: str) -> None:
+    # The declaration's final refresh reads the summary back from Slack only when this count is above 0, so a bump
+    # must be seen by the next holder (even in another process) and a failed edit must not count.
+    pools = [await create_pool(fresh_schema_dsn, max_size=2) for _ in range(2)]
+    try:
+        one, two = (IncidentStore(p) for p in pools)
+        inc = (await claim(one, "trigger-1")).incident
+        other = (await claim(one, "trigger-2", service="payments")).incident
+        await one.set_summary_ts(inc.id, "1776826020.000100")
+        async with one.summary_lock(inc.id) as held:
+            assert (held.ts, held.edits) == ("1776826020.000100", 0), "the post itself is not an edit"
+        seen: list[int] = []
+
+        async def second() -> None:
+            async with two.summary_lock(inc.id) as held:
+                seen.append(held.edits)
+                await held.bump()
+
+        async with one.summary_lock(inc.id) as held:
+            waiter = asyncio.create_task(second())
+            await asyncio.sleep(0.2)
+            await held.bump()
+            assert held.edits == 1
+            assert not waiter.done() and seen == []
+        await asyncio.wait_for(waiter, 5)
+        assert seen == [1], "the waiter read the count the holder committed with the lock's release"
+
+        with pytest.raises(RuntimeError, match="the update failed"):
+            async with one.summary_lock(inc.id) as held:
+                await held.bump()
+                raise RuntimeError("the update failed")
+        async with two.summary_lock(inc.id) as held, one.summary_lock(other.id) as untouched:
+            assert held.edits == 2, "a body that raised rolled its bump back"
+            assert (untouched.ts, untouched.edits) == (None, 0)
     finally:
         for p in pools:
             await p.close()
