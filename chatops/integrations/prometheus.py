@@ -208,6 +208,10 @@ def _error_from_status(status: int, body: bytes, timeout_s: float) -> Prometheus
             status, ""
         )
     message = message or f"HTTP {status}"
+    if error_type == "execution" and "context deadline exceeded" in message:
+        # The same limit, hit while Prometheus was still selecting series ("expanding series: context deadline
+        # exceeded", 422) rather than evaluating ("query timed out in expression evaluation", 503).
+        error_type = "timeout"
     if error_type == "bad_data":
         return PrometheusError("bad_data", f"your query is invalid: {message}", detail=message, status=status)
     if error_type == "execution":

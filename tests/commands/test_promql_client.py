@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from chatops.integrations.prometheus import PrometheusClient, PrometheusError, http_timeout
+from chatops.integrations.prometheus import PrometheusClient, PrometheusError, _error_from_status, http_timeout
 from chatops.testing_prometheus import INCIDENT_MINUTES, PrometheusServer
 
 
@@ -102,7 +102,8 @@ HEAVY = "histogram_quantile(0.99, sum by (le, service) (rate(http_request_durati
 async def test_a_query_over_the_limit_is_a_timeout_that_says_the_limit_and_how_to_ask_for_less(
     prometheus: PrometheusServer,
 ) -> None:
-    # 1 ms cannot evaluate 6,480 steps of a histogram quantile: Prometheus answers 503, errorType timeout.
+    # 1 ms cannot evaluate 6,480 steps of a histogram quantile: Prometheus answers 503, errorType timeout — or,
+    # when the deadline passes while it still selects series, 422 execution "context deadline exceeded".
     client = PrometheusClient(prometheus.url, query_timeout=0.001)
     end = prometheus.anchor
     try:
@@ -110,7 +111,7 @@ async def test_a_query_over_the_limit_is_a_timeout_that_says_the_limit_and_how_t
             await client.range(HEAVY, start=end - timedelta(hours=9), end=end, step=timedelta(seconds=5))
     finally:
         client.close()
-    assert caught.value.kind == "timeout" and caught.value.status == 503
+    assert caught.value.kind == "timeout" and caught.value.status in (503, 422)
     assert str(caught.value).startswith(
         "the query timed out in Prometheus (limit 1ms, PROMETHEUS_TIMEOUT): try a shorter range, a larger step or a "
         "simpler query"
@@ -253,3 +254,12 @@ async def test_a_gateway_error_is_retried(stub: tuple[str, list[dict[str, Any]],
 async def test_a_range_vector_from_an_instant_query_is_explained(client: PrometheusClient) -> None:
     with pytest.raises(Exception, match="range vector"):
         await client.instant("deploy_replicas[5m]")
+
+
+def test_a_deadline_hit_while_selecting_series_is_a_timeout_too() -> None:
+    body = b'{"status":"error","errorType":"execution","error":"expanding series: context deadline exceeded"}'
+    error = _error_from_status(422, body, 2.0)
+    assert error.kind == "timeout" and error.status == 422
+    assert "limit 2s, PROMETHEUS_TIMEOUT" in str(error)
+    other = _error_from_status(422, b'{"status":"error","errorType":"execution","error":"many-to-many matching"}', 2.0)
+    assert other.kind == "execution"
