@@ -137,7 +137,7 @@ class TimelineWriter:
     """Batching, spooling implementation of :class:`~chatops.timeline.sink.TimelineSink`. ``start()``, ``close()``.
 
     ``capacity`` bounds the queue (rows accepted, not yet written); ``offer`` also refuses rows that would wait
-    more than ``max_delay`` (0.3 s) at the pace Postgres has recently kept, or while the oldest queued row has.
+    more than ``max_delay`` (0.4 s) at the pace Postgres has recently kept, or while the oldest queued row has.
     Together they keep the time from receipt to commit of what was accepted under a second whatever the drain
     rate: when the writer is behind, producers get backpressure (``record`` waits, ``offer`` refuses) instead of
     a growing queue.
@@ -155,7 +155,7 @@ class TimelineWriter:
         retry_interval: float = 1.0,
         replay_slice: float = 0.5,
         max_in_flight: int = 3,
-        max_delay: float = 0.3,
+        max_delay: float = 0.4,
         clock: Callable[[], dt.datetime] = _utcnow,
         journal: Journal | None = None,
     ) -> None:
