@@ -38,7 +38,7 @@ from chatops.registry import Registry
 from chatops.render.pool import default_pool
 from chatops.settings import Settings
 from chatops.sources.k8s_deploys import deploy_watcher
-from chatops.sources.routes import http_sources
+from chatops.sources.routes import HttpSources, http_sources
 from chatops.sources.slack_events import SlackEventRecorder
 from chatops.tasks import TaskTracker
 from chatops.timeline.archive import archive_periodically
@@ -81,6 +81,7 @@ class Daemon:
         self.embedded: EmbeddedPostgres | None = None
         self.pool: asyncpg.Pool | None = None
         self.writer: TimelineWriter | None = None
+        self.sources: HttpSources | None = None
 
     async def start(self) -> None:
         """Bring everything up; raises ConfigError with one line per problem when it cannot."""
@@ -184,7 +185,7 @@ class Daemon:
             s.http_port,
             checks={"postgres": self._postgres_ready, "slack": self._slack_ready, "timeline": self._timeline_ready},
         )
-        sources = http_sources(self.services)
+        sources = self.sources = http_sources(self.services)
         self.http.add_routes(sources.routes())
         self._stack.push_async_callback(sources.close)
         await self.http.start()

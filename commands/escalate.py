@@ -14,6 +14,7 @@ from chatops import Arg, Context, UserError, command
 from chatops.args import parse_user
 from chatops.errors import IntegrationError
 from chatops.incidents.model import Incident
+from chatops.incidents.pinned import SummaryMissing, edit_summary
 from chatops.incidents.summary import add_escalation
 from chatops.integrations.pagerduty import PagerDutyClient, PDIncident
 from chatops.policy.names import closest
@@ -174,39 +175,15 @@ async def _incident_page(ctx: Context, pd: PagerDutyClient, incident: Incident) 
 
 
 async def _add_to_summary(ctx: Context, incident: Incident, line: str) -> None:
-    """Append to the pinned summary (chat.update); a failure is logged, the escalation itself stands.
+    """Append to the pinned summary; a failure is logged, the escalation itself stands.
 
-    This reads the message as Slack holds it, adds the line and writes it back, so two escalations at once must not
-    interleave: the second write would put back the message without the first one's line. Edits of one incident's
-    summary are therefore serialised, and the message (and its ``ts``, from Postgres) is re-read inside the lock, so
-    each edit starts from the one before — including the declaration's final refresh, which carries these lines over.
-    The daemon is one asyncio process, where ``summary_locks`` (an in-process lock per incident) is enough; the
-    Postgres advisory lock taken inside it covers a second replica on the same workspace (the README allows replicas)
-    at the cost of one pool connection while the edit runs. Both come from :meth:`Services.summary_edit`. The edit is
-    counted (``bump``) in the same transaction: the refresh reads the message back from Slack only when one was made.
+    Through :func:`~chatops.incidents.pinned.edit_summary` (the summary locks, a read of the message as Slack holds
+    it, then the update): two escalations at once, or one during the declaration's final refresh, never drop each
+    other's line.
     """
-    channel = incident.channel_id
-    if not channel:
-        return
-    services = ctx.services
     try:
-        async with services.summary_edit(incident.id) as held:
-            ts = held.ts
-            if not ts:
-                return
-            current = await services.chat.fetch_message(channel, ts)
-            if current is None or current.blocks is None:
-                return
-            try:
-                await services.chat.update_message(channel, ts, current.text, add_escalation(current.blocks, line))
-            except Exception as exc:  # maybe applied (a timeout after Slack took it): count it anyway, see below
-                failed: Exception | None = exc
-            else:
-                failed = None
-            # Counted so the declaration's final refresh, if still to come, reads this line back; counting an edit
-            # that did not happen costs one needless read, missing one that did would lose the line.
-            await held.bump()
-        if failed is not None:
-            raise failed
+        await edit_summary(ctx.services, incident, lambda blocks: add_escalation(blocks, line))
+    except SummaryMissing:
+        return
     except Exception:  # Slack or Postgres: the page went out and is on the timeline, so the reply must follow
         log.exception("could not add the escalation to the summary", extra={"incident": incident.id})

@@ -23,18 +23,30 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatops.context import Context, Services, send_ephemeral
 from chatops.errors import IntegrationError, UserError
 from chatops.incidents.model import Incident
 from chatops.incidents.naming import channel_candidates, incident_id_for, purpose_text, topic_text
-from chatops.incidents.summary import PageLine, SummaryState, add_escalation, escalations_of, render_summary
+from chatops.incidents.summary import (
+    PageLine,
+    SummaryState,
+    add_escalation,
+    escalations_of,
+    render_summary,
+    resolution_of,
+    with_resolution,
+    with_severity,
+)
 from chatops.policy.models import Policy, Service, Severity
 from chatops.timeline.events import EventType, TimelineEvent
 from chatops.transport.base import ChatError, Invocation, PostedMessage
 
-__all__ = ["DeclareWorkflow", "declare"]
+if TYPE_CHECKING:
+    from chatops.integrations.pagerduty import PagerDutyClient, PDIncident
+
+__all__ = ["DeclareWorkflow", "declare", "page_role", "stage_comms_draft"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -364,7 +376,8 @@ class DeclareWorkflow:
         An ``/escalate`` since the post may have added lines under *Escalated*, which the state knows nothing of.
         Like every edit of the summary, this one holds the incident's summary locks, so it does not matter which of
         the two edits comes first. Each escalation counts its edit in Postgres under those locks: only when the count
-        is above 0 does this read the message as Slack holds it and carry those lines over; otherwise the message is
+        is above 0 does this read the message as Slack holds it and carry those lines over (and what ``/incident sev``
+        and ``/incident resolve`` wrote: the severity in Postgres, the *Resolved* section); otherwise the message is
         still exactly what the post wrote and the render replaces it as is (no ``conversations.history`` read on the
         declaration's critical path). A failure is logged: the message keeps what the post (and any escalation) wrote.
         """
@@ -384,10 +397,21 @@ class DeclareWorkflow:
                         return
                     for line in escalations_of(current.blocks):
                         edited = add_escalation(edited, line)
+                    edited = await self._carry_lifecycle(edited, current.blocks)
                 await self.services.chat.update_message(channel, ts, self.state.fallback_text(), edited)
             self._posted_blocks = blocks
         except Exception:  # Slack or Postgres: the steps are done and recorded; only the summary is behind
             log.exception("could not update the summary", extra={"incident": self.incident.id})
+
+    async def _carry_lifecycle(
+        self, blocks: list[dict[str, Any]], current: list[dict[str, Any]] | None
+    ) -> list[dict[str, Any]]:
+        """What ``/incident sev`` and ``/incident resolve`` may have written meanwhile, kept over the re-render."""
+        row = await self.services.incidents.get(self.incident.id)
+        if row is not None and row.severity != self.severity.name and row.severity in self.policy.severities:
+            blocks = with_severity(blocks, self.policy.severities[row.severity])
+        resolved = resolution_of(current)
+        return with_resolution(blocks, resolved) if resolved is not None else blocks
 
     async def acknowledge_page(self) -> None:
         """Acknowledge the triggered PagerDuty incident(s) on this service assigned to the declaring user."""
@@ -451,11 +475,14 @@ class DeclareWorkflow:
             raise StepFailed(f"PagerDuty not configured — page {role} by hand")
         link = f" — war room #{self.channel_name}" if self.channel_name else ""
         try:
-            pd_incident, created = await pd.create_incident(
-                service_id=pd_service_id,
+            pd_incident, created = await page_role(
+                self.services,
+                pd,
+                self.incident,
+                self.severity,
+                role,
+                pd_service_id,
                 title=f"{self.severity.label} {self.service.name} — IC {self.invocation.user_name}",
-                urgency=self.severity.urgency,
-                incident_key=f"{self.incident.id}/{role}",
                 details=f"Incident {self.incident.id} ({self.severity.label} on {self.service.name}){link}. "
                 f"Join Slack #{self.incident.id}.",
             )
@@ -464,42 +491,101 @@ class DeclareWorkflow:
             raise StepFailed(f"{exc} — page {role} manually: {_pd_manual_link(pd_service_id)}") from exc
         line.state = "paged" if created else "already"
         line.text = f"<{pd_incident.html_url}|PD #{pd_incident.number}>" + ("" if created else " (already paged)")
-        await self._event(
-            EventType.PAGE,
-            f"paged {role} via PagerDuty: PD #{pd_incident.number}",
-            {
+
+    async def comms_draft(self) -> None:
+        """Pre-stage the customer comms draft for the Comms Lead."""
+        try:
+            await stage_comms_draft(self.services, self.policy, self.incident, self.severity, self.service)
+        except ChatError as exc:
+            raise StepFailed(
+                f"Slack: could not post the comms draft to #{self.policy.draft_channel} ({exc.code}) — draft it by hand"
+            ) from exc
+
+
+async def _record(services: Services, event: TimelineEvent) -> None:
+    try:
+        await services.sink.record(event)
+    except Exception:
+        log.exception("could not write a timeline event", extra={"incident": event.incident_id})
+
+
+async def page_role(
+    services: Services,
+    pd: PagerDutyClient,
+    incident: Incident,
+    severity: Severity,
+    role: str,
+    pd_service_id: str,
+    *,
+    title: str,
+    details: str,
+) -> tuple[PDIncident, bool]:
+    """Page ``role`` for ``incident`` at ``severity``: the one paging path (declaration and severity upgrade).
+
+    The PagerDuty incident gets the severity's urgency and the deterministic ``incident_key``
+    ``<incident id>/<role>`` (so a retry, or a role paged before, sends nothing new: ``created`` is False), and goes
+    on the timeline as a ``page`` event (once per role). Raises :class:`IntegrationError`.
+    """
+    pd_incident, created = await pd.create_incident(
+        service_id=pd_service_id,
+        title=title,
+        urgency=severity.urgency,
+        incident_key=f"{incident.id}/{role}",
+        details=details,
+    )
+    await _record(
+        services,
+        TimelineEvent(
+            incident_id=incident.id,
+            type=EventType.PAGE,
+            occurred_at=services.clock(),
+            actor="chatops",
+            source="chatops",
+            summary=f"paged {role} via PagerDuty: PD #{pd_incident.number}",
+            payload={
                 "role": role,
                 "pd_service": pd_service_id,
                 "pd_incident": pd_incident.id,
                 "number": pd_incident.number,
                 "created": created,
-                "urgency": self.severity.urgency,
+                "urgency": severity.urgency,
             },
-            dedup=f"{self.incident.id}:page:{role}",
-        )
+            dedup_key=f"{incident.id}:page:{role}",
+        ),
+    )
+    return pd_incident, created
 
-    async def comms_draft(self) -> None:
-        """Pre-stage the customer comms draft for the Comms Lead."""
-        started = self.incident.declared_at.strftime("%Y-%m-%d %H:%M UTC")
-        body = self.severity.comms.draft(
-            service=self.service.name, severity=self.severity.label, channel=f"#{self.incident.id}", started_at=started
-        ) or (
-            f"We are currently investigating an issue affecting {self.service.name}. "
-            f"We will share an update within 30 minutes."
-        )
-        text = (
-            f":memo: *Draft for {self.incident.id}* ({self.severity.label}, comms: "
-            f"{self.severity.comms.policy})\n>{body}\nComms Lead, please refine and publish."
-        )
-        try:
-            posted = await self.services.chat.post_message(self.policy.draft_channel, text)
-        except ChatError as exc:
-            raise StepFailed(
-                f"Slack: could not post the comms draft to #{self.policy.draft_channel} ({exc.code}) — draft it by hand"
-            ) from exc
-        await self._event(
-            EventType.COMMS,
-            f"comms draft staged in #{self.policy.draft_channel}",
-            {"channel": self.policy.draft_channel, "ts": posted.ts, "text": body, "policy": self.severity.comms.policy},
-            dedup=f"{self.incident.id}:comms_draft",
-        )
+
+async def stage_comms_draft(
+    services: Services, policy: Policy, incident: Incident, severity: Severity, service: Service
+) -> PostedMessage:
+    """Post the customer comms draft to the policy's draft channel and put it on the timeline (``comms``).
+
+    The declaration's step, and a severity change's when the new severity wants a draft none was staged for.
+    Raises :class:`ChatError`.
+    """
+    started = incident.declared_at.strftime("%Y-%m-%d %H:%M UTC")
+    body = severity.comms.draft(
+        service=service.name, severity=severity.label, channel=f"#{incident.id}", started_at=started
+    ) or (
+        f"We are currently investigating an issue affecting {service.name}. We will share an update within 30 minutes."
+    )
+    text = (
+        f":memo: *Draft for {incident.id}* ({severity.label}, comms: "
+        f"{severity.comms.policy})\n>{body}\nComms Lead, please refine and publish."
+    )
+    posted = await services.chat.post_message(policy.draft_channel, text)
+    await _record(
+        services,
+        TimelineEvent(
+            incident_id=incident.id,
+            type=EventType.COMMS,
+            occurred_at=services.clock(),
+            actor="chatops",
+            source="chatops",
+            summary=f"comms draft staged in #{policy.draft_channel}",
+            payload={"channel": policy.draft_channel, "ts": posted.ts, "text": body, "policy": severity.comms.policy},
+            dedup_key=f"{incident.id}:comms_draft",
+        ),
+    )
+    return posted

@@ -57,6 +57,7 @@ class Incident:
     channel_id: str | None = None
     channel_name: str | None = None
     resolved_at: dt.datetime | None = None
+    resolved_by: str | None = None
     summary_ts: str | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "MAX_CHANNEL_NAME",
     "MAX_TOPIC",
     "channel_candidates",
+    "elapsed_text",
     "incident_id_for",
     "normalise_channel_name",
     "purpose_text",
+    "resolved_topic_text",
     "topic_text",
 ]
 
@@ -59,6 +61,32 @@ def _cut(text: str, limit: int = MAX_TOPIC) -> str:
 def topic_text(severity_label: str, service: str, ic_user_id: str, declared_at: datetime) -> str:
     """``SEV2 :: checkout :: IC: <@U123> :: started 2026-04-22-0247 UTC`` (the seed's format)."""
     return _cut(f"{severity_label} :: {service} :: IC: <@{ic_user_id}> :: started {_stamp(declared_at)} UTC")
+
+
+def elapsed_text(duration: timedelta) -> str:
+    """``44m``, ``1h 12m``, ``2d 3h``, ``under 1m``: how long an incident lasted, at a glance."""
+    minutes = max(int(duration.total_seconds()) // 60, 0)
+    if minutes < 1:
+        return "under 1m"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {mins}m" if mins else f"{hours}h"
+    return f"{mins}m"
+
+
+def resolved_topic_text(
+    severity_label: str, service: str, ic_user_id: str, declared_at: datetime, resolved_at: datetime
+) -> str:
+    """``RESOLVED :: SEV2 :: checkout :: IC: <@U123> :: started 2026-04-22-0247 UTC :: resolved 0331 UTC (44m)``.
+
+    The seed's format with the status in front (what a joiner reads first) and when it ended after it.
+    """
+    took = elapsed_text(resolved_at - declared_at)
+    base = topic_text(severity_label, service, ic_user_id, declared_at)
+    return _cut(f"RESOLVED :: {base} :: resolved {_stamp(resolved_at)} UTC ({took})")
 
 
 def purpose_text(severity_label: str, service: str, runbook_url: str | None, *, link: str | None = None) -> str:

@@ -11,7 +11,8 @@ count of summary edits (``incidents.summary_edits``), bumped in the lock's trans
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,11 +28,13 @@ from chatops.incidents.model import (
     StepStatus,
 )
 
-__all__ = ["Claim", "IncidentStore", "SummaryHold"]
+__all__ = ["Claim", "IncidentStore", "PageRecord", "SummaryHold", "Transition"]
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "id, severity, service, status, ic_user_id, declared_by, channel_id, channel_name, declared_at, resolved_at, "
-    "policy_digest, summary_ts, created_at, updated_at"
+    "resolved_by, policy_digest, summary_ts, created_at, updated_at"
 )
 _OPEN = "(" + ", ".join(f"'{s.value}'" for s in sorted(OPEN_STATUSES)) + ")"
 _DECLARE_SCOPE = "declare"
@@ -49,6 +52,29 @@ class Claim:
 
     outcome: Literal["created", "duplicate", "open_exists"]
     incident: Incident
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Result of a guarded lifecycle update (:meth:`IncidentStore.resolve`, :meth:`IncidentStore.change_severity`).
+
+    ``changed``: this call made the change and ``incident`` is the row after it. Otherwise nothing was written and
+    ``incident`` is the row as it is now (already resolved, or changed by someone else meanwhile).
+    """
+
+    changed: bool
+    incident: Incident
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """A PagerDuty incident an incident's timeline says it created or escalated on (``page`` / ``escalation``)."""
+
+    pd_incident: str
+    role: str | None
+    """The role paged (``None`` for a responder request to a person, on one of the incident's own pages)."""
+    number: int | None = None
+    """PagerDuty's incident number (``PD #1234``), when the event recorded it."""
 
 
 class SummaryHold:
@@ -89,6 +115,7 @@ def _incident(row: asyncpg.Record) -> Incident:
         channel_id=row["channel_id"],
         channel_name=row["channel_name"],
         resolved_at=row["resolved_at"],
+        resolved_by=row["resolved_by"],
         summary_ts=row["summary_ts"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -105,6 +132,10 @@ class IncidentStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self.status_listeners: list[Callable[[Incident], None]] = []
+        """Called (in this process) with the incident after each status change this store made, e.g. so the audit
+        webhook's view of the open incidents (:class:`~chatops.sources.open_incidents.OpenIncidents`) stops
+        attaching events to a resolved incident at once."""
 
     async def claim_declaration(
         self,
@@ -214,6 +245,74 @@ class IncidentStore:
             pd_incident_id,
         )
         return [r["id"] for r in rows]
+
+    async def pagerduty_pages(self, incident_id: str) -> list[PageRecord]:
+        """The PagerDuty incidents ``incident_id`` paged: its timeline's ``page`` events (the declaration, a severity
+        upgrade) and ``escalation`` events (``/escalate``), distinct, in the order they were recorded.
+
+        Only what reached Postgres: flush the timeline sink first when the events may still be in its buffer.
+        """
+        rows = await self._pool.fetch(
+            "SELECT payload->>'pd_incident' AS pd, payload->>'role' AS role, min(payload->>'number') AS number, "
+            "min(id) AS first FROM timeline_events "
+            "WHERE incident_id = $1 AND type IN ('page', 'escalation') AND payload ? 'pd_incident' "
+            "GROUP BY 1, 2 ORDER BY first",
+            incident_id,
+        )
+        return [
+            PageRecord(r["pd"], r["role"], int(r["number"]) if (r["number"] or "").isdigit() else None)
+            for r in rows
+            if r["pd"]
+        ]
+
+    async def resolve(self, incident_id: str, *, resolved_by: str, resolved_at: dt.datetime) -> Transition:
+        """Mark an open incident resolved, exactly once.
+
+        One guarded ``UPDATE … WHERE status IN (open)``: of any number of concurrent calls (in any process) one gets
+        ``changed=True``; the others, and any later call, get the row as it is (``resolved_at`` / ``resolved_by`` of
+        the resolve that won). Raises :class:`IncidentNotFoundError`.
+        """
+        if resolved_at.tzinfo is None:
+            raise ValueError("resolved_at must be timezone-aware")
+        row = await self._pool.fetchrow(
+            f"UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3 "
+            f"WHERE id = $1 AND status IN {_OPEN} RETURNING {_COLUMNS}",
+            incident_id,
+            resolved_at,
+            resolved_by,
+        )
+        if row is None:
+            return Transition(False, await self._require(incident_id))
+        incident = _incident(row)
+        for listener in list(self.status_listeners):
+            try:
+                listener(incident)
+            except Exception:  # a listener's bug must not undo or hide the resolve
+                log.exception("incident status listener failed", extra={"incident": incident_id})
+        return Transition(True, incident)
+
+    async def change_severity(self, incident_id: str, *, from_severity: str, to_severity: str) -> Transition:
+        """Set the severity of an open incident whose severity is still ``from_severity`` (compare-and-set).
+
+        ``changed=False`` when the incident is no longer open or someone changed its severity meanwhile; ``incident``
+        is then the row as it is. Raises :class:`IncidentNotFoundError`.
+        """
+        row = await self._pool.fetchrow(
+            f"UPDATE incidents SET severity = $3 WHERE id = $1 AND severity = $2 AND status IN {_OPEN} "
+            f"RETURNING {_COLUMNS}",
+            incident_id,
+            from_severity,
+            to_severity,
+        )
+        if row is None:
+            return Transition(False, await self._require(incident_id))
+        return Transition(True, _incident(row))
+
+    async def _require(self, incident_id: str) -> Incident:
+        found = await self.get(incident_id)
+        if found is None:
+            raise IncidentNotFoundError(incident_id)
+        return found
 
     async def set_channel(self, incident_id: str, channel_id: str, channel_name: str) -> None:
         """Record the war-room channel. Raises :class:`IncidentNotFoundError`; a channel used by another

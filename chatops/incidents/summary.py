@@ -15,9 +15,24 @@ from typing import Any
 
 from chatops.policy.models import Service, Severity
 
-__all__ = ["ESCALATED_HEADING", "PageLine", "SummaryState", "add_escalation", "escalations_of", "render_summary"]
+__all__ = [
+    "ESCALATED_HEADING",
+    "RESOLVED_HEADING",
+    "PageLine",
+    "SummaryState",
+    "add_escalation",
+    "escalations_of",
+    "render_summary",
+    "resolution_of",
+    "with_resolution",
+    "with_severity",
+]
 
 ESCALATED_HEADING = "*Escalated*"
+RESOLVED_HEADING = ":white_check_mark: *Resolved*"
+_SEVERITY_FIELD = "*Severity*\n"
+_COMMS_LINE = "*Comms policy:*"
+_RESOLVED_PREFIX = "RESOLVED · "
 
 
 @dataclass
@@ -54,6 +69,17 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
 
 
+def _policy_text(sev: Severity) -> str:
+    return f"{_COMMS_LINE} {sev.comms.summary()}\n*Post-mortem:* {sev.post_mortem.summary()}"
+
+
+def _section_text(block: dict[str, Any]) -> str | None:
+    text = block.get("text")
+    if block.get("type") != "section" or not isinstance(text, dict):
+        return None
+    return str(text.get("text", ""))
+
+
 def render_summary(state: SummaryState) -> list[dict[str, Any]]:
     """Block Kit blocks for the pinned summary."""
     sev, svc = state.severity, state.service
@@ -81,7 +107,7 @@ def render_summary(state: SummaryState) -> list[dict[str, Any]]:
     if state.acknowledged:
         page_lines.insert(0, f"• {state.acknowledged}")
     blocks.append(_section("*Paged*\n" + "\n".join(page_lines)))
-    blocks.append(_section(f"*Comms policy:* {sev.comms.summary()}\n*Post-mortem:* {sev.post_mortem.summary()}"))
+    blocks.append(_section(_policy_text(sev)))
     if state.failures:
         blocks.append(_section(":warning: *Needs a human*\n" + "\n".join(f"• {f}" for f in state.failures)))
     blocks.append(
@@ -131,3 +157,59 @@ def escalations_of(blocks: list[dict[str, Any]] | None) -> list[str]:
         if body is not None:
             return [line for line in body[len(ESCALATED_HEADING) :].split("\n• ") if line]
     return []
+
+
+def with_severity(blocks: list[dict[str, Any]], severity: Severity) -> list[dict[str, Any]]:
+    """The summary's blocks showing ``severity``: the header, the *Severity* field and the comms/post-mortem line.
+
+    Used by ``/incident sev`` on the pinned message as Slack holds it; everything else (pages, escalations) stays.
+    """
+    out: list[dict[str, Any]] = []
+    for original in blocks:
+        block = dict(original)
+        text = block.get("text")
+        if block.get("type") == "header" and isinstance(text, dict):
+            head = str(text.get("text", ""))
+            resolved = head.startswith(_RESOLVED_PREFIX)
+            rest = head.removeprefix(_RESOLVED_PREFIX).split(" · ", 1)
+            rest[0] = severity.label
+            block["text"] = dict(text, text=((_RESOLVED_PREFIX if resolved else "") + " · ".join(rest))[:150])
+        elif isinstance(block.get("fields"), list):
+            block["fields"] = [
+                dict(f, text=f"{_SEVERITY_FIELD}{severity.label}")
+                if isinstance(f, dict) and str(f.get("text", "")).startswith(_SEVERITY_FIELD)
+                else f
+                for f in block["fields"]
+            ]
+        elif (_section_text(block) or "").startswith(_COMMS_LINE):
+            block = _section(_policy_text(severity))
+        out.append(block)
+    return out
+
+
+def with_resolution(blocks: list[dict[str, Any]], line: str) -> list[dict[str, Any]]:
+    """The summary's blocks marked resolved: ``RESOLVED ·`` in the header and a *Resolved* section with ``line``
+    right under the fields (replacing one already there), so a joiner sees it first."""
+    out = [dict(b) for b in blocks]
+    section = _section(f"{RESOLVED_HEADING} {line}")
+    for index, block in enumerate(out):
+        text = block.get("text")
+        if block.get("type") == "header" and isinstance(text, dict):
+            head = str(text.get("text", ""))
+            if not head.startswith(_RESOLVED_PREFIX):
+                block["text"] = dict(text, text=(_RESOLVED_PREFIX + head)[:150])
+        if (_section_text(block) or "").startswith(RESOLVED_HEADING):
+            out[index] = section
+            return out
+    at = next((i + 1 for i, b in enumerate(out) if isinstance(b.get("fields"), list)), min(1, len(out)))
+    out.insert(at, section)
+    return out
+
+
+def resolution_of(blocks: list[dict[str, Any]] | None) -> str | None:
+    """The line of the *Resolved* section :func:`with_resolution` wrote, or None (so a re-render can carry it over)."""
+    for block in blocks or ():
+        text = _section_text(block) or ""
+        if text.startswith(RESOLVED_HEADING):
+            return text[len(RESOLVED_HEADING) :].strip()
+    return None

@@ -15,7 +15,8 @@ A final failure is :class:`~chatops.errors.IntegrationError` with a Slack-ready 
 
 PagerDuty semantics handled here (PROTOCOLS §3):
 
-* acknowledging an already acknowledged (1002) or resolved (1001) incident is an idempotent success;
+* acknowledging an already acknowledged (1002) or resolved (1001) incident is an idempotent success, and so is
+  resolving an already resolved one (1001);
 * creating an incident whose ``incident_key`` is already open on the service answers 400: any 400 to a create
   is checked by looking the open incident up by key, and if there is one it is returned with
   ``created=False``.
@@ -244,6 +245,18 @@ class PagerDutyClient:
                 return "already_resolved"
             raise err.to_integration_error() from err
         return "acknowledged"
+
+    async def resolve(self, incident_id: str) -> Literal["resolved", "already_resolved"]:
+        """Resolve an incident as ``from_email``; PagerDuty's 1001 (already resolved) answer is a success too."""
+        path = f"/incidents/{quote(incident_id, safe='')}"
+        body = {"type": "incident_reference", "status": "resolved"}
+        try:
+            await self._call(lambda: self._pd.rput(path, json=body), client_errors=True)
+        except _ClientError as err:
+            if err.code == _ALREADY_RESOLVED:
+                return "already_resolved"
+            raise err.to_integration_error() from err
+        return "resolved"
 
     async def create_incident(
         self,

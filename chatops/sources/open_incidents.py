@@ -8,6 +8,11 @@ is served from memory. Refreshes are single-flight (concurrent batches share one
 few open incidents) and bounded by ``timeout``; when one fails, the last snapshot keeps serving (up to
 ``max_stale``), and with no usable snapshot :class:`IncidentsUnavailable` is raised so the caller answers 503 and
 is retried rather than dropping events. Nothing here waits on a write.
+
+A resolve in this process calls :meth:`OpenIncidents.invalidate` (the composition root hooks it to
+:attr:`IncidentStore.status_listeners`): the resolved incident leaves the snapshot at once — also the one kept as a
+fallback — and the next batch refreshes from Postgres instead of joining a query sent before the resolve. A resolve
+by another replica is seen at the next refresh, which any batch of new events triggers (the ``newest`` rule above).
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ class Snapshot:
     by_service: Mapping[str, tuple[str, ...]]
     taken_at: dt.datetime
     monotonic: float
+    epoch: int = 0
+    """:meth:`OpenIncidents.invalidate` calls before the query was sent: a snapshot from an older epoch is refreshed."""
+
+    def without(self, incident_id: str) -> Snapshot:
+        """This snapshot less one incident (same times and epoch)."""
+        by_service = {s: tuple(i for i in ids if i != incident_id) for s, ids in self.by_service.items()}
+        kept = MappingProxyType({s: ids for s, ids in by_service.items() if ids})
+        return Snapshot(kept, self.taken_at, self.monotonic, self.epoch)
 
     def incidents_of(self, service: str) -> tuple[str, ...]:
         """Open incident ids of ``service`` (oldest first), possibly none."""
@@ -75,22 +88,36 @@ class OpenIncidents:
         self.clock = clock
         self._snapshot: Snapshot | None = None
         self._refreshing: asyncio.Task[Snapshot] | None = None
+        self._epoch = 0
+        self._refreshing_epoch = 0
+
+    def invalidate(self, closed: str | None = None) -> None:
+        """The open incidents changed (``closed``: this one is no longer open): refresh before serving again.
+
+        The last snapshot stays as the fallback for a failing refresh, minus ``closed``.
+        """
+        self._epoch += 1
+        if closed is not None and self._snapshot is not None:
+            self._snapshot = self._snapshot.without(closed)
 
     async def covering(self, newest: dt.datetime) -> Snapshot:
         """A snapshot that cannot miss an incident owning an event that happened at ``newest`` (or earlier)."""
         snap = self._snapshot
-        fresh = snap is not None and time.monotonic() - snap.monotonic < self.ttl
+        fresh = snap is not None and snap.epoch == self._epoch and time.monotonic() - snap.monotonic < self.ttl
         if snap is not None and fresh and newest + self.skew <= snap.taken_at:
             return snap
         return await self.refresh()
 
     async def refresh(self) -> Snapshot:
         """Query Postgres now (sharing a query already in flight); on failure fall back to a recent snapshot."""
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.create_task(self._load(), name="open incidents refresh")
-            self._refreshing.add_done_callback(_retrieve)
+        task = self._refreshing
+        if task is None or task.done() or self._refreshing_epoch != self._epoch:
+            # (a query sent before an invalidate may still list what was closed: send a new one)
+            self._refreshing_epoch = self._epoch
+            task = self._refreshing = asyncio.create_task(self._load(self._epoch), name="open incidents refresh")
+            task.add_done_callback(_retrieve)
         try:
-            return await asyncio.wait_for(asyncio.shield(self._refreshing), self.timeout)
+            return await asyncio.wait_for(asyncio.shield(task), self.timeout)
         except Exception as exc:
             snap = self._snapshot
             if snap is not None and time.monotonic() - snap.monotonic < self.max_stale:
@@ -101,14 +128,15 @@ class OpenIncidents:
                 return snap
             raise IncidentsUnavailable(f"cannot read the open incidents ({type(exc).__name__})") from exc
 
-    async def _load(self) -> Snapshot:
+    async def _load(self, epoch: int) -> Snapshot:
         taken_at, started = self.clock(), time.monotonic()
         incidents = await self.store.open_incidents()
         grouped: dict[str, list[str]] = {}
         for incident in incidents:
             grouped.setdefault(incident.service, []).append(incident.id)
-        snap = Snapshot(MappingProxyType({k: tuple(v) for k, v in grouped.items()}), taken_at, started)
-        self._snapshot = snap
+        snap = Snapshot(MappingProxyType({k: tuple(v) for k, v in grouped.items()}), taken_at, started, epoch)
+        if epoch == self._epoch or self._snapshot is None:  # a query sent before an invalidate is no fallback
+            self._snapshot = snap
         return snap
 
     async def close(self) -> None:

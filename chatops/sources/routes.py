@@ -42,6 +42,8 @@ def http_sources(services: Services) -> HttpSources:
     """Build the HTTP-side sources from the settings and services."""
     s = services.settings
     open_incidents = OpenIncidents(services.incidents, clock=services.clock)
+    # A resolve in this process takes the incident out of the audit webhook's view at once.
+    services.incidents.status_listeners.append(lambda incident: open_incidents.invalidate(incident.id))
     audit = AuditWebhook(
         token=s.k8s_audit_token.value if s.k8s_audit_token else None,
         policy=services.policy,
