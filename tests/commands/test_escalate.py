@@ -9,16 +9,12 @@ import pytest
 
 from chatops.testing import Bot
 
+from .declaring import declaration_before_its_last_step, summary_text
+
 
 def pd_pages(bot: Bot) -> dict[str, dict[str, object]]:
     assert bot.world.pagerduty is not None
     return {str(i["incident_key"]): i for i in bot.world.pagerduty.incidents if i.get("incident_key")}
-
-
-def summary_text(bot: Bot, room: str) -> str:
-    channel = bot.channel(room)
-    [pinned] = [m for m in channel.messages if m.ts == channel.pins[0]]
-    return json.dumps(pinned.blocks)
 
 
 async def test_escalating_a_role_pages_it_records_it_and_adds_it_to_the_summary(bot: Bot) -> None:
@@ -65,33 +61,13 @@ async def test_two_escalations_at_once_both_land_in_the_summary(bot: Bot) -> Non
 async def test_an_escalation_while_the_declaration_finishes_survives_its_final_refresh(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The declaration re-renders the pinned summary from its own state once its last step (acknowledging the IC's
-    # page) is done. Hold that acknowledgement until an /escalate has edited the posted summary: a refresh that
-    # rewrote the message from its state alone would drop the escalation line.
-    pd = bot.daemon.services.pagerduty  # type: ignore[union-attr]
-    assert pd is not None
-    acknowledge, escalated = pd.acknowledge, asyncio.Event()
-
-    async def acknowledge_after_the_escalation(incident_id: str) -> str:
-        await escalated.wait()
-        return await acknowledge(incident_id)
-
-    monkeypatch.setattr(pd, "acknowledge", acknowledge_after_the_escalation)
-    slack = bot.world.slack
-    declaring = asyncio.create_task(bot.declare("sev2 checkout"))
-    try:
-        await slack.wait_for(
-            lambda: any(c.name.startswith("inc-") and c.pins for c in slack.channels.values()),
-            timeout=bot.timeout,
-            what="the pinned summary",
-        )
-        [room] = [c.id for c in slack.channels.values() if c.name.startswith("inc-")]
+    # The declaration re-renders the pinned summary from its own state once its last step is done. Hold that step
+    # until an /escalate has edited the posted summary: a refresh that rewrote the message from its state alone would
+    # drop the escalation line.
+    async with declaration_before_its_last_step(bot, monkeypatch) as room:
         assert "Acknowledged your page" not in summary_text(bot, room), "the declaration is still finishing"
         run = await bot.run("/escalate manager error rate still climbing", channel=room)
         assert run.outcome == "ok", run.text
-    finally:
-        escalated.set()
-    assert await declaring == room
 
     incident = await bot.daemon.services.incidents.by_channel(room)  # type: ignore[union-attr]
     assert incident is not None

@@ -12,6 +12,8 @@ import pytest
 from chatops.incidents.model import Incident, IncidentStatus
 from chatops.testing import Bot
 
+from .declaring import summary_text
+
 
 @pytest.fixture
 def archive_dir(tmp_path: Path) -> Path:
@@ -30,12 +32,6 @@ def pd_pages(bot: Bot, incident: Incident) -> dict[str, dict[str, object]]:
         for i in bot.world.pagerduty.incidents
         if str(i.get("incident_key") or "").startswith(f"{incident.id}/")
     }
-
-
-def summary_text(bot: Bot, room: str) -> str:
-    channel = bot.channel(room)
-    [pinned] = [m for m in channel.messages if m.ts == channel.pins[0]]
-    return json.dumps(pinned.blocks, ensure_ascii=False)
 
 
 async def incident_of(bot: Bot, room: str) -> Incident:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 import pytest
 
 from chatops.incidents.model import Incident
 from chatops.testing import Bot
+
+from .declaring import declaration_before_its_last_step, summary_text
 
 
 def pd_pages(bot: Bot, incident: Incident) -> dict[str, dict[str, object]]:
@@ -18,12 +17,6 @@ def pd_pages(bot: Bot, incident: Incident) -> dict[str, dict[str, object]]:
         for i in bot.world.pagerduty.incidents
         if str(i.get("incident_key") or "").startswith(f"{incident.id}/")
     }
-
-
-def summary_text(bot: Bot, room: str) -> str:
-    channel = bot.channel(room)
-    [pinned] = [m for m in channel.messages if m.ts == channel.pins[0]]
-    return json.dumps(pinned.blocks, ensure_ascii=False)
 
 
 def drafts(bot: Bot, incident: Incident) -> list[str]:
@@ -135,29 +128,9 @@ async def test_a_change_while_the_declaration_finishes_survives_its_final_refres
 ) -> None:
     # Hold the declaration's last step until /incident sev has edited the pinned summary: its final re-render
     # from its own state (sev2) must keep the new severity.
-    pd = bot.daemon.services.pagerduty  # type: ignore[union-attr]
-    assert pd is not None
-    acknowledge, changed = pd.acknowledge, asyncio.Event()
-
-    async def acknowledge_after_the_change(incident_id: str) -> str:
-        await changed.wait()
-        return await acknowledge(incident_id)
-
-    monkeypatch.setattr(pd, "acknowledge", acknowledge_after_the_change)
-    slack = bot.world.slack
-    declaring = asyncio.create_task(bot.declare("sev2 checkout"))
-    try:
-        await slack.wait_for(
-            lambda: any(c.name.startswith("inc-") and c.pins for c in slack.channels.values()),
-            timeout=bot.timeout,
-            what="the pinned summary",
-        )
-        [room] = [c.id for c in slack.channels.values() if c.name.startswith("inc-")]
+    async with declaration_before_its_last_step(bot, monkeypatch) as room:
         run = await bot.run("/incident sev sev1", channel=room)
         assert run.outcome == "ok", run.text
-    finally:
-        changed.set()
-    assert await declaring == room
     text = summary_text(bot, room)
     assert "Acknowledged your page" in text, "the final refresh ran"
     assert "*Severity*\\nSEV1" in text and "SEV1 · checkout" in text, text
