@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import orjson
@@ -100,7 +100,7 @@ class _User(msgspec.Struct, gc=False):
 
 
 class _Status(msgspec.Struct, gc=False):
-    code: int | None = None
+    code: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None  # int64: bigger ones go the checked way
 
 
 class _Event(msgspec.Struct, rename="camel", gc=False):
@@ -139,11 +139,16 @@ def parse_event_list(body: bytes, audit_filter: AuditFilter) -> tuple[int, list[
     """``(items received, records kept)``; raises :class:`AuditBatchError` for a malformed body."""
     try:
         return _parse_fast(body, audit_filter)
-    except (_Irregular, msgspec.ValidationError, msgspec.DecodeError):
+    except (_Irregular, msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return _parse_checked(body, audit_filter)
 
 
 def _parse_fast(body: bytes, audit_filter: AuditFilter) -> tuple[int, list[AuditRecord]]:
+    if not body.isascii():  # msgspec does not look inside what it skips; the checking decoder refuses bad UTF-8
+        try:
+            body.decode()
+        except UnicodeDecodeError:
+            raise _Irregular from None
     document = _FAST.decode(body)
     if document.kind != "EventList" or document.api_version != API_VERSION:
         raise _Irregular
@@ -164,7 +169,10 @@ def _parse_fast(body: bytes, audit_filter: AuditFilter) -> tuple[int, list[Audit
             namespace = name
         request_object: Mapping[str, Any] = _EMPTY
         if item.request_object:
-            decoded = orjson.loads(memoryview(item.request_object))
+            try:
+                decoded = orjson.loads(memoryview(item.request_object))
+            except orjson.JSONDecodeError:  # e.g. nested too deep: the checking decoder says what is wrong
+                raise _Irregular from None
             if isinstance(decoded, dict):
                 request_object = decoded
         annotations = _template_annotations(request_object) if request_object else _EMPTY

@@ -19,6 +19,7 @@ rows that had been committed before the crash are not stored twice.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -134,6 +135,9 @@ class Journal:
             while view:
                 view = view[os.write(self._fd, view) :]
         except OSError as exc:
+            if self._fd is not None:  # a partial line would glue itself to the next batch's and hide it
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)
             raise JournalError(f"cannot write the timeline journal in {self.directory}: {exc}") from exc
         self._size += len(data)
         self._last_seq = last_seq
@@ -146,6 +150,12 @@ class Journal:
         if self._fd is not None and self._size and self._last_seq <= durable_seq:
             os.ftruncate(self._fd, 0)  # everything is safe: start the open segment over (O_APPEND writes at 0)
             self._size = 0
+
+    def detach(self) -> None:
+        """Stop writing and keep the segments on disk (their rows are recovered at the next start)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def close(self) -> None:
         """Everything accepted is committed or spooled (a clean stop): remove every segment."""

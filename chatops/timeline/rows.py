@@ -54,8 +54,21 @@ def _dumps(value: Mapping[str, Any]) -> str:
         pass
     try:  # non-text keys (rare; orjson is ~40 % slower when told to expect them)
         return orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS).decode()
-    except TypeError:  # e.g. an int beyond 64 bits: the standard library copes
-        return json_dumps(dict(value))
+    except TypeError:  # e.g. an int beyond 64 bits, or a lone surrogate: the standard library copes
+        return _storable(json_dumps(dict(value)))
+
+
+def _storable(text: str) -> str:
+    """``text`` as valid UTF-8: a lone surrogate (JSON allows ``"\\ud83d"``; Slack sends such text) becomes U+FFFD.
+
+    Postgres, the spool and the journal all need UTF-8, and one such character must not refuse a whole batch."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def to_row(event: TimelineEvent, received_at: dt.datetime) -> Row:
@@ -69,9 +82,9 @@ def to_row(event: TimelineEvent, received_at: dt.datetime) -> Row:
         str(event.type),
         event.occurred_at,
         event.received_at or received_at,
-        event.actor,
+        event.actor and _storable(event.actor),
         event.source,
-        redact_text(event.summary),
+        _storable(redact_text(event.summary)),
         JsonText(redact_text(payload_json)),
-        event.dedup_key or f"auto:{uuid.uuid4().hex}",
+        _storable(event.dedup_key) if event.dedup_key else f"auto:{uuid.uuid4().hex}",
     )

@@ -260,15 +260,19 @@ class TimelineWriter:
                 log.warning("timeline journal writable again")
             self._journal_failing = False
 
-    def _release_journal(self) -> None:
-        """Drop journal segments whose rows are all committed or in the (fsync'd) spool."""
+    def _durable_seq(self) -> int:
+        """Every row up to this seq is committed or in the (fsync'd) spool."""
         durable = self._committed_seq
         for last, state in self._batches:
             if state == _IN_FLIGHT:
                 break
             durable = last
+        return durable
+
+    def _release_journal(self) -> None:
+        """Drop journal segments whose rows are all committed or in the (fsync'd) spool."""
         try:
-            self.journal.release(durable)
+            self.journal.release(self._durable_seq())
         except OSError as exc:
             log.warning("cannot trim the timeline journal", extra={"error": str(exc)})
 
@@ -343,12 +347,18 @@ class TimelineWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        safe_after = self._seq  # rows up to here must be committed or spooled before the journal can go
         if self._buffer:
             batch = list(self._buffer)
+            safe_after = batch[0].seq - 1
             self._buffer.clear()
             await self.spool.append([i.row for i in batch])
             self.stats.spooled += len(batch)
-        self.journal.close()  # everything accepted is committed or spooled
+        if self._durable_seq() >= safe_after:
+            self.journal.close()  # everything accepted is committed or spooled
+        else:  # a batch cut short by the deadline may not be anywhere else: the next start recovers it
+            self.journal.detach()
+            log.warning("timeline writer stopped with rows only in its journal; the next start stores them")
         log.info(
             "timeline writer stopped",
             extra={
@@ -379,8 +389,9 @@ class TimelineWriter:
                 else:
                     self._slots.release()
                     if batch:
+                        entry = self._track(batch)  # tracked (not yet safe) while it waits for the drain
                         await self._drain()  # keep the spool's order: nothing in flight while spooling
-                        await self._to_spool(batch)
+                        await self._to_spool(batch, entry)
                 if self.spool.pending and (not self._down or time.monotonic() >= self._next_probe):
                     await self._drain()
                     await self._replay()
@@ -434,7 +445,7 @@ class TimelineWriter:
                 raise
             except Exception as exc:  # the rows are safe in the spool whatever went wrong; replay retries
                 self._went_down(exc)
-                await self._to_spool(batch, entry)
+                await asyncio.shield(self._to_spool(batch, entry))  # not given up half-way by a closing deadline
                 return
             now = time.monotonic()
             accepted, count = batch[0].accepted, 0
@@ -462,6 +473,10 @@ class TimelineWriter:
                 await asyncio.sleep(self.retry_interval)
         self.stats.spooled += len(batch)
         entry[1] = _SPOOLED
+        batches = self._batches
+        if len(batches) >= 2 and batches[-1] is entry and batches[-2][1] == _SPOOLED:
+            batches[-2][0] = entry[0]  # one entry for a run of spooled batches: an outage does not grow the list
+            batches.pop()
         self._release_journal()
         self._wakeup.set()  # the run loop must now probe and replay
 

@@ -176,3 +176,19 @@ def audit_items(draw: st.DrawFn) -> Any:
 def test_both_decoders_agree_on_generated_batches(items: list[Any]) -> None:
     fast, checked = both(body(*items))
     assert fast == checked
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        body(item(responseObject={"x": "ok"})).replace(b'"ok"', b'"\xff"'),  # bad UTF-8 where nothing reads it
+        body(item(stage="RequestReceived", userAgent="ok")).replace(b'"ok"', b'"\xff"'),  # in a dropped item
+        body(item(responseStatus={"code": 10**30})),  # beyond 64 bits
+        body(item(responseStatus={"code": 2**63 + 5})),
+        body(item(requestObject={"spec": "ok"})).replace(b'"ok"', b"[" * 5000 + b"]" * 5000),  # too deep
+        body(item(requestObject={"spec": "ok"})).replace(b'"ok"', b'"\xff"'),  # bad UTF-8 in the raw body
+    ],
+)
+def test_edge_bodies_get_the_checking_decoders_answer(data: bytes) -> None:
+    fast, checked = both(data)  # either may only raise AuditBatchError (a 400), never anything else (a 500)
+    assert fast == checked

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from chatops.db.pool import JsonText
-from chatops.timeline.journal import Journal
+from chatops.timeline import journal as journal_module
+from chatops.timeline.journal import Journal, JournalError
 from chatops.timeline.rows import Row, to_row
 from chatops.timeline.spool import Spool
 from chatops.timeline.store import TimelineStore
@@ -101,3 +105,65 @@ async def test_a_torn_last_line_is_skipped_and_the_rest_recovered(timeline: Time
     recovered = Journal(tmp_path / "journal").recover()
     assert recovered == rows  # the same rows: values, payload JSON and types
     assert all(type(r.payload) is JsonText for r in recovered)
+
+
+class DownStore:
+    """Postgres refusing connections: every batch goes to the spool."""
+
+    async def append_rows(self, rows: Sequence[Row], *, timeout: float | None = None) -> int:
+        raise ConnectionRefusedError("postgres is down")
+
+
+class SlowSpool(Spool):
+    """A spool whose fsync'd appends take a while (a busy disk)."""
+
+    def _append_blocking(self, data: bytes) -> int:
+        time.sleep(0.4)
+        return super()._append_blocking(data)
+
+
+async def test_a_close_that_runs_out_of_time_keeps_the_journal_of_what_it_could_not_spool(
+    timeline: TimelineStore, tmp_path: Path
+) -> None:
+    first = TimelineWriter(
+        DownStore(),  # type: ignore[arg-type]
+        SlowSpool(tmp_path / "spool"),
+        batch_size=10,
+        flush_interval=0.01,
+        retry_interval=10.0,
+    )
+    await first.start()
+    assert first.offer([ev(i) for i in range(30)])  # three batches, all on their way to the slow spool
+    await asyncio.sleep(0.05)
+    await first.close(timeout=0.2)  # the deadline cuts the spooling short
+    assert first.journal.segments, "rows that reached neither Postgres nor the spool must stay journaled"
+
+    second = writer_for(timeline, tmp_path)
+    await second.start()
+    assert await second.flush(timeout=5)
+    for _ in range(100):
+        if second.ready:
+            break
+        await asyncio.sleep(0.05)
+    await second.close()
+    keys = {e.dedup_key for e in await timeline.query(INC, limit=100)}
+    assert keys == {f"k{i}" for i in range(30)}
+
+
+def test_a_write_that_fails_half_way_does_not_hide_the_next_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "journal")
+    journal.append([to_row(ev(1), T0)], 1)
+    real_write = os.write
+
+    def half_then_fail(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_module.os, "write", half_then_fail)
+    with pytest.raises(JournalError):
+        journal.append([to_row(ev(2), T0)], 2)  # never acknowledged: the producer heard "refused"/an error
+    monkeypatch.setattr(journal_module.os, "write", real_write)
+    journal.append([to_row(ev(3), T0)], 3)
+    assert [r.dedup_key for r in Journal(tmp_path / "journal").recover()] == ["k1", "k3"]

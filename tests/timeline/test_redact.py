@@ -178,3 +178,25 @@ def test_clean_texts_are_remembered_and_secrets_never_are() -> None:
         assert redact_text(secret) == "ran kubectl --token=*** get pods"
     assert clean in redact._CLEAN
     assert not any("abc123" in text for text in redact._CLEAN)
+
+
+def test_lone_surrogates_become_replacement_characters_not_a_refused_batch() -> None:
+    event = TimelineEvent(
+        "inc-1",
+        "chat",
+        NOW,
+        "U1\ud83d",
+        "slack",
+        "half an emoji \ud83d here",
+        {"text": "half \ud83d", "ok": "✓"},
+        "k\ud83d",
+    )
+    row = to_row(event, NOW)
+    for text in (row.actor, row.summary, row.payload, row.dedup_key):
+        assert text is not None
+        text.encode()  # valid UTF-8 now
+    assert row.summary == "half an emoji \ufffd\ufffd\ufffd here"  # the surrogate's three bytes, each replaced
+    assert json.loads(row.payload) == {"text": "half \ufffd\ufffd\ufffd", "ok": "✓"}
+    from chatops.timeline.journal import decode_batch, encode_batch
+
+    assert decode_batch(encode_batch([row])) == [row]  # the journal can hold it too
