@@ -18,6 +18,7 @@ Both build records through :func:`_record_of`, so they agree (a test checks they
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from typing import Annotated, Any, NamedTuple
 
@@ -364,25 +365,24 @@ def _record_of(
     return AuditRecord(audit_id, stage, kind, namespace, occurred_at, user, summary, payload)
 
 
-_SUMMARIES: dict[tuple[Any, ...], str] = {}
-_SUMMARIES_MAX = 4096
-
-
-def _summary(*fields: Any) -> str:
-    """``exec: ravi@example.com create pods/exec checkout/api-7d9 → 101`` (memoised: audit traffic repeats)."""
-    try:
-        return _SUMMARIES[fields]
-    except KeyError:
-        pass
-    kind, user, verb, resource, subresource, namespace, name, replicas, code, request_uri = fields
+@functools.lru_cache(maxsize=4096)  # audit traffic repeats: the same people, verbs and objects
+def _summary(
+    kind: str,
+    user: str,
+    verb: str,
+    resource: str | None,
+    subresource: str | None,
+    namespace: str | None,
+    name: str | None,
+    replicas: int | None,
+    code: int | None,
+    request_uri: str | None,
+) -> str:
+    """``exec: ravi@example.com create pods/exec checkout/api-7d9 → 101``."""
     target = resource or request_uri or "?"
     if subresource:
         target += f"/{subresource}"
     where = "/".join(x for x in (namespace, name) if x) if resource != "namespaces" else name
     extra = f" to {replicas} replicas" if replicas is not None else ""
     status = f" → {code}" if code is not None else ""
-    text = f"{kind}: {user} {verb} {target} {where or ''}{extra}{status}".replace("  ", " ")
-    if len(_SUMMARIES) >= _SUMMARIES_MAX:
-        _SUMMARIES.clear()
-    _SUMMARIES[fields] = text
-    return text
+    return f"{kind}: {user} {verb} {target} {where or ''}{extra}{status}".replace("  ", " ")

@@ -103,6 +103,8 @@ class TimelineStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self.dedup_fallbacks = 0
+        """Batches :meth:`append_rows` had to deduplicate (the optimistic ``COPY`` met a stored row)."""
 
     async def append(self, event: TimelineEvent) -> bool:
         """Store one event; False when an event with the same ``(source, dedup_key)`` is already stored."""
@@ -150,8 +152,8 @@ class TimelineStore:
             try:
                 await conn.copy_records_to_table(_TABLE, records=rows, columns=_STAGE_COLUMNS, timeout=timeout)
                 return len(rows)
-            except asyncpg.UniqueViolationError:
-                pass  # some of these are stored already: nothing of the COPY was kept; deduplicate instead
+            except asyncpg.UniqueViolationError:  # some are stored already: nothing of the COPY was kept
+                self.dedup_fallbacks += 1
             async with conn.transaction():
                 await conn.execute(_CREATE_STAGE, timeout=timeout)
                 await conn.copy_records_to_table(_STAGE, records=rows, columns=_STAGE_COLUMNS, timeout=timeout)

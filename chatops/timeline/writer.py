@@ -367,6 +367,7 @@ class TimelineWriter:
                 "spooled": self.stats.spooled,
                 "replayed": self.stats.replayed,
                 "rejected": self.stats.rejected,
+                "dedup_fallbacks": getattr(self.store, "dedup_fallbacks", 0),
                 "left_in_spool": self.spool.size,
             },
         )

@@ -226,6 +226,7 @@ async def test_append_rows_with_stored_or_repeated_rows_dedups_and_counts_only_n
     assert await timeline.append_rows(rows_of(ev(0, key="old"), ev(1, key="older"))) == 2
     batch = rows_of(ev(2, key="a"), ev(3, key="old"), ev(4, key="b"), ev(5, key="a"), ev(6, key="older"))
     assert await timeline.append_rows(batch) == 2  # the COPY fails on "old" as a whole; the fallback dedups
+    assert timeline.dedup_fallbacks == 1
     assert await timeline.append_rows(batch) == 0
     events = await timeline.query(INC)
     assert [e.dedup_key for e in events] == ["old", "older", "a", "b"]
