@@ -16,7 +16,8 @@ A final failure is :class:`~chatops.errors.IntegrationError` with a Slack-ready 
 PagerDuty semantics handled here (PROTOCOLS §3):
 
 * acknowledging an already acknowledged (1002) or resolved (1001) incident is an idempotent success, and so is
-  resolving an already resolved one (1001);
+  resolving an already resolved one (1001); changing the urgency of a resolved one (1001) answers
+  ``"already_resolved"``;
 * creating an incident whose ``incident_key`` is already open on the service answers 400: any 400 to a create
   is checked by looking the open incident up by key, and if there is one it is returned with
   ``created=False``.
@@ -73,6 +74,7 @@ class PDIncident:
     service_id: str
     incident_key: str | None
     assignee_ids: tuple[str, ...] = ()
+    urgency: str = "high"
 
     @classmethod
     def from_json(cls, data: Any) -> PDIncident:
@@ -90,6 +92,7 @@ class PDIncident:
                 assignee_ids=tuple(
                     str(a["assignee"]["id"]) for a in data.get("assignments") or () if a.get("assignee", {}).get("id")
                 ),
+                urgency=str(data.get("urgency") or "high"),
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise IntegrationError(SERVICE, "unexpected incident object in response") from exc
@@ -257,6 +260,26 @@ class PagerDutyClient:
                 return "already_resolved"
             raise err.to_integration_error() from err
         return "resolved"
+
+    async def get_incident(self, incident_id: str) -> PDIncident:
+        """The incident ``incident_id`` as PagerDuty has it now (status, urgency, ...)."""
+        path = f"/incidents/{quote(incident_id, safe='')}"
+        data = await self._call(lambda: self._pd.rget(path))
+        return PDIncident.from_json(data)
+
+    async def set_urgency(
+        self, incident_id: str, urgency: Literal["high", "low"]
+    ) -> Literal["updated", "already_resolved"]:
+        """Change an incident's urgency as ``from_email``; a resolved incident (PagerDuty's 1001) is reported."""
+        path = f"/incidents/{quote(incident_id, safe='')}"
+        body = {"type": "incident_reference", "urgency": urgency}
+        try:
+            await self._call(lambda: self._pd.rput(path, json=body), client_errors=True)
+        except _ClientError as err:
+            if err.code == _ALREADY_RESOLVED:
+                return "already_resolved"
+            raise err.to_integration_error() from err
+        return "updated"
 
     async def create_incident(
         self,

@@ -14,8 +14,9 @@ It implements the slice of the API the daemon uses (PROTOCOLS §3) with PagerDut
 * ``GET /incidents`` filters ``statuses[]``, ``service_ids[]``, ``user_ids[]``, ``urgencies[]``,
   ``incident_key`` and pages with ``limit``/``offset``/``more`` (``total`` only with ``total=true``);
   ``date_range`` is accepted.
-* ``GET /incidents/{id}``; ``PUT /incidents/{id}`` (acknowledge/resolve; ``1002`` "Incident Already
-  Acknowledged", ``1001`` "Incident Already Resolved"); ``GET /users?query=``;
+* ``GET /incidents/{id}``; ``PUT /incidents/{id}`` (acknowledge/resolve, change ``urgency`` to ``high``/``low``
+  (other values ``400`` code ``2001``); ``1002`` "Incident Already Acknowledged", ``1001`` "Incident Already
+  Resolved" for any update of a resolved incident); ``GET /users?query=``;
   ``POST /incidents/{id}/responder_requests`` (``402`` when
   :attr:`PagerDutySandbox.responder_requests_enabled` is false).
 
@@ -388,6 +389,9 @@ class PagerDutySandbox(RecordingSandbox):
         new_status = inc.get("status")
         if new_status is not None and new_status not in ("acknowledged", "resolved"):
             return _error(400, "Invalid Status Provided", 1003, [f"Cannot change status to {new_status!r}"])
+        new_urgency = inc.get("urgency")
+        if new_urgency is not None and new_urgency not in ("high", "low"):
+            return _invalid('incident.urgency must be "high" or "low"')
         if incident["status"] == "resolved":
             return _error(400, "Incident Already Resolved", 1001, ["Incident Already Resolved"])
         if new_status == "acknowledged" and incident["status"] == "acknowledged":
@@ -400,6 +404,8 @@ class PagerDutySandbox(RecordingSandbox):
                 incident["acknowledgements"].append(
                     {"at": now, "acknowledger": self._user_ref(request[_REQUESTER_KEY]["id"])},
                 )
+        if new_urgency is not None:
+            incident["urgency"] = new_urgency
         if isinstance(inc.get("title"), str):
             incident["title"] = inc["title"]
         incident["updated_at"] = now

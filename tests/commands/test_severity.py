@@ -134,3 +134,68 @@ async def test_a_change_while_the_declaration_finishes_survives_its_final_refres
     text = summary_text(bot, room)
     assert "Acknowledged your page" in text, "the final refresh ran"
     assert "*Severity*\\nSEV1" in text and "SEV1 · checkout" in text, text
+
+
+async def test_an_upgrade_raises_the_urgency_of_the_pages_already_out(bot: Bot) -> None:
+    room = await bot.declare("sev3 checkout")
+    incident = await incident_of(bot, room)
+    before = pd_pages(bot, incident)
+    assert sorted(before) == ["primary"] and before["primary"]["urgency"] == "low"
+
+    run = await bot.run("/incident sev sev1", channel=room)
+
+    assert run.outcome == "ok", run.text
+    after = pd_pages(bot, incident)
+    assert after["primary"]["urgency"] == "high", "the primary's page now phones"
+    assert after["primary"]["id"] == before["primary"]["id"], "raised in place, not paged again"
+    assert sorted(after) == ["manager", "primary", "secondary", "vp_eng"]
+    assert {after[r]["urgency"] for r in ("manager", "secondary", "vp_eng")} == {"high"}
+    number = after["primary"]["incident_number"]
+    assert f"raised to high urgency: primary <{after['primary']['html_url']}|PD #{number}>" in run.text
+    assert "already paged: primary" in run.text and "paged secondary" in run.text
+    [raise_event] = [e for e in run.events if e.type == "page" and e.payload.get("raised_from")]
+    assert raise_event.payload["role"] == "primary"
+    assert raise_event.payload["pd_incident"] == after["primary"]["id"]
+    assert raise_event.payload["urgency"] == "high" and raise_event.payload["raised_from"] == "low"
+    assert raise_event.payload["created"] is False
+    pages = sorted(e.payload["role"] for e in run.events if e.type == "page" and not e.payload.get("raised_from"))
+    assert pages == ["manager", "secondary", "vp_eng"]
+
+
+async def test_a_downgrade_lowers_no_urgency(bot: Bot) -> None:
+    room = await bot.declare("sev3 checkout")
+    incident = await incident_of(bot, room)
+    assert (await bot.run("/incident sev sev2", channel=room)).outcome == "ok"
+    assert {p["urgency"] for p in pd_pages(bot, incident).values()} == {"high"}
+    assert bot.world.pagerduty is not None
+    calls = len(bot.world.pagerduty.calls)
+
+    run = await bot.run("/incident sev sev3", channel=room)
+
+    assert run.outcome == "ok", run.text
+    assert {p["urgency"] for p in pd_pages(bot, incident).values()} == {"high"}, "people already woken stay paged"
+    assert not [c for c in bot.world.pagerduty.calls[calls:] if c.method in ("PUT", "POST")]
+    assert not [e for e in run.events if e.type == "page"]
+    assert "urgency" not in run.text.split("downgrade:", 1)[0]
+
+
+async def test_a_failed_urgency_raise_is_reported_and_the_rest_completes(bot: Bot) -> None:
+    room = await bot.declare("sev3 checkout")
+    incident = await incident_of(bot, room)
+    assert bot.world.pagerduty is not None
+    bot.world.pagerduty.inject(503, times=1000, method="PUT", path_prefix="/incidents/")
+
+    run = await bot.run("/incident sev sev1", channel=room)
+
+    assert run.outcome == "ok", run.text
+    after = pd_pages(bot, incident)
+    assert after["primary"]["urgency"] == "low"
+    number = after["primary"]["incident_number"]
+    assert f":warning: could not raise primary PD #{number} to high urgency: " in run.text
+    assert "503" in run.text
+    assert sorted(after) == ["manager", "primary", "secondary", "vp_eng"], "the new roles are paged all the same"
+    assert "paged secondary" in run.text
+    assert (await incident_of(bot, room)).severity == "sev1"
+    assert bot.channel(room).topic.startswith("SEV1 :: checkout")
+    assert "*Severity*\\nSEV1" in summary_text(bot, room)
+    assert not [e for e in run.events if e.type == "page" and e.payload.get("raised_from")]

@@ -195,6 +195,25 @@ async def test_acknowledge_is_idempotent(client: PagerDutyClient, pd: PagerDutyS
     assert info.value.status == 404
 
 
+async def test_set_urgency_and_get_incident(client: PagerDutyClient, pd: PagerDutySandbox) -> None:
+    low = pd.add_incident(service_id="PSVC001", title="slow", assigned_to="PALICE1", urgency="low")
+    assert (await client.get_incident(low["id"])).urgency == "low"
+    assert await client.set_urgency(low["id"], "high") == "updated"
+    assert pd.incident(low["id"])["urgency"] == "high"
+    fetched = await client.get_incident(low["id"])
+    assert fetched.urgency == "high" and fetched.number == low["incident_number"]
+    put = next(c for c in pd.calls if c.method == "PUT")
+    assert put.body == {"incident": {"type": "incident_reference", "urgency": "high"}}
+    resolved = pd.add_incident(service_id="PSVC001", title="old", assigned_to=None, status="resolved", urgency="low")
+    assert await client.set_urgency(resolved["id"], "high") == "already_resolved"
+    assert pd.incident(resolved["id"])["urgency"] == "low"
+    pd.inject(503, times=1000, method="PUT")
+    with pytest.raises(IntegrationError) as info:
+        await client.set_urgency(low["id"], "low")
+    assert info.value.status == 503
+    assert pd.incident(low["id"])["urgency"] == "high"
+
+
 async def test_open_incidents_filters_and_pages(client: PagerDutyClient, pd: PagerDutySandbox) -> None:
     pd.add_service("PSVC002", "search-api")
     mine = [pd.add_incident(service_id="PSVC001", title=f"i{n}", assigned_to="PALICE1") for n in range(105)]

@@ -262,6 +262,25 @@ async def test_acknowledge_and_resolve_rules(api: Api, pd: PagerDutySandbox) -> 
     assert data["error"]["code"] == 2100
 
 
+async def test_urgency_change_rules(api: Api, pd: PagerDutySandbox) -> None:
+    inc = pd.add_incident(service_id="PSVC001", title="slow", assigned_to="PALICE1", urgency="low")
+    path = f"/incidents/{inc['id']}"
+    status, data, _ = await api.call("PUT", path, json={"incident": {"type": "incident_reference", "urgency": "high"}})
+    assert status == 200
+    assert data["incident"]["urgency"] == "high" and data["incident"]["status"] == "triggered"
+    assert pd.incident(inc["id"])["urgency"] == "high"
+    status, data, _ = await api.call("PUT", path, json={"incident": {"type": "incident_reference", "urgency": "p1"}})
+    assert status == 400
+    assert data["error"]["code"] == 2001
+    assert pd.incident(inc["id"])["urgency"] == "high"
+    resolved = pd.add_incident(service_id="PSVC001", title="old", assigned_to=None, status="resolved", urgency="low")
+    body = {"incident": {"type": "incident_reference", "urgency": "high"}}
+    status, data, _ = await api.call("PUT", f"/incidents/{resolved['id']}", json=body)
+    assert status == 400
+    assert data["error"]["code"] == 1001
+    assert pd.incident(resolved["id"])["urgency"] == "low"
+
+
 async def test_get_incident(api: Api) -> None:
     _, body = await api.create()
     status, data, _ = await api.call("GET", f"/incidents/{body['incident']['id']}")
