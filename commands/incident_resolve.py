@@ -19,5 +19,5 @@ from chatops.incidents.resolve import resolve_incident
     timeout=90.0,
 )
 async def resolve(ctx: Context) -> None:
-    """Resolve once (a second resolve is told who did it and when), then close everything it opened."""
+    """Resolve once, then close everything it opened; a later resolve finishes what that one left undone."""
     await resolve_incident(ctx, str(ctx.args.get("summary") or "").strip())

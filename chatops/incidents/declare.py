@@ -46,10 +46,13 @@ from chatops.transport.base import ChatError, Invocation, PostedMessage
 if TYPE_CHECKING:
     from chatops.integrations.pagerduty import PagerDutyClient, PDIncident
 
-__all__ = ["DeclareWorkflow", "declare", "page_role", "stage_comms_draft"]
+__all__ = ["DECLARE_STEP", "DeclareWorkflow", "declare", "page_role", "stage_comms_draft"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+DECLARE_STEP = "declare"
+"""The ``incident_steps`` row of the declaration as a whole: ``pending`` while its steps run, then ``done``."""
 
 
 class StepFailed(Exception):
@@ -196,7 +199,12 @@ class DeclareWorkflow:
     # -- the workflow ---------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run every step; returns when all are done (or failed)."""
+        """Run every step; returns when all are done (or failed).
+
+        The whole run is the step ``declare``: ``pending`` before the first step starts, ``done`` once the last one
+        finished, so ``/incident resolve`` can tell a declaration still in progress (see
+        :data:`DECLARE_STEP`)."""
+        await self._record_step(DECLARE_STEP, "pending", {})
         roles, missing = self.policy.roles_for(self.severity, self.service)
         for role in missing:
             self.state.pages[role] = PageLine(
@@ -216,6 +224,7 @@ class DeclareWorkflow:
         await self.refresh_summary()
         if comms is not None:
             await comms
+        await self._record_step(DECLARE_STEP, "done", {"failures": len(self.state.failures)})
         log.info(
             "incident declared",
             extra={"incident": self.incident.id, "channel": self.channel_name, "failures": len(self.state.failures)},

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -265,22 +265,41 @@ class IncidentStore:
             if r["pd"]
         ]
 
-    async def resolve(self, incident_id: str, *, resolved_by: str, resolved_at: dt.datetime) -> Transition:
+    async def resolve(
+        self,
+        incident_id: str,
+        *,
+        resolved_by: str,
+        resolved_at: dt.datetime,
+        steps: Sequence[str] = (),
+        detail: Mapping[str, Any] | None = None,
+    ) -> Transition:
         """Mark an open incident resolved, exactly once.
 
         One guarded ``UPDATE … WHERE status IN (open)``: of any number of concurrent calls (in any process) one gets
         ``changed=True``; the others, and any later call, get the row as it is (``resolved_at`` / ``resolved_by`` of
-        the resolve that won). Raises :class:`IncidentNotFoundError`.
+        the resolve that won). The winner's ``steps`` are recorded ``pending`` (with ``detail``) in the same
+        transaction, so a resolve that dies before finishing them leaves them visibly unfinished
+        (:meth:`steps`). Raises :class:`IncidentNotFoundError`.
         """
         if resolved_at.tzinfo is None:
             raise ValueError("resolved_at must be timezone-aware")
-        row = await self._pool.fetchrow(
-            f"UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3 "
-            f"WHERE id = $1 AND status IN {_OPEN} RETURNING {_COLUMNS}",
-            incident_id,
-            resolved_at,
-            resolved_by,
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3 "
+                f"WHERE id = $1 AND status IN {_OPEN} RETURNING {_COLUMNS}",
+                incident_id,
+                resolved_at,
+                resolved_by,
+            )
+            if row is not None and steps:
+                await conn.executemany(
+                    "INSERT INTO incident_steps AS s (incident_id, step, status, detail, attempts) "
+                    "VALUES ($1, $2, 'pending', $3::jsonb, 1) "
+                    "ON CONFLICT (incident_id, step) DO UPDATE SET status = 'pending', detail = EXCLUDED.detail, "
+                    "attempts = s.attempts + 1, updated_at = now()",
+                    [(incident_id, step, dict(detail or {})) for step in steps],
+                )
         if row is None:
             return Transition(False, await self._require(incident_id))
         incident = _incident(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gzip
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from chatops.incidents.model import Incident, IncidentStatus
 from chatops.testing import Bot
 
-from .declaring import summary_text
+from .declaring import declaration_before_its_last_step, summary_text
 
 
 @pytest.fixture
@@ -167,3 +168,110 @@ async def test_the_audit_view_forgets_a_resolved_incident_at_once(bot: Bot) -> N
     await bot.run("/incident resolve", channel=room)
 
     assert incident.id not in (await view.covering(now)).incidents_of("auth")
+
+
+def pagerduty_recovers(bot: Bot) -> None:
+    """Use up every error injected into the PagerDuty sandbox (it answers normally from now on)."""
+    assert bot.world.pagerduty is not None
+    for injection in bot.world.pagerduty._faults._injections:
+        injection.remaining = 0
+
+
+async def test_a_resolve_left_unfinished_is_finished_by_the_next(bot: Bot, archive_dir: Path) -> None:
+    room = await bot.declare("sev2 checkout")
+    assert bot.world.pagerduty is not None and bot.daemon.services is not None
+    bot.world.pagerduty.inject(503, times=1000, method="PUT", path_prefix="/incidents")
+    first = await bot.run("/incident resolve rolled back", channel=room)
+    assert ":warning: PagerDuty: 0 of 3 pages resolved" in first.text
+    incident = await incident_of(bot, room)
+    steps = await bot.daemon.services.incidents.steps(incident.id)
+    assert {n: s.status for n, s in steps.items() if n.startswith("resolve:")} == {
+        "resolve:pagerduty": "failed",
+        "resolve:topic": "done",
+        "resolve:summary": "done",
+        "resolve:archive": "done",
+    }
+    pagerduty_recovers(bot)
+    topic_calls = [c for c in bot.world.slack.calls if c.method == "conversations.setTopic"]
+
+    bot.user("U0RAVI001", name="ravi")
+    second = await bot.run("/incident resolve", channel=room, user="U0RAVI001")
+
+    assert second.outcome == "ok", second.text
+    assert f"already resolved: at {incident.resolved_at:%H:%M} UTC by <@{bot.ic}>" in second.text
+    assert "left unfinished: PagerDuty. Finished now: PagerDuty." in second.text
+    assert "PagerDuty: 3 of 3 pages resolved" in second.text and ":warning:" not in second.text
+    assert {p["status"] for p in pd_pages(bot, incident).values()} == {"resolved"}
+    # Only what was left was run: no second topic, and one status_change on the timeline.
+    assert [c for c in bot.world.slack.calls if c.method == "conversations.setTopic"] == topic_calls
+    assert len([e for e in await bot.timeline(room) if e.type == "status_change"]) == 1
+    after = await incident_of(bot, room)
+    assert (after.resolved_by, after.resolved_at) == (bot.ic, incident.resolved_at), "the first resolve's"
+    steps = await bot.daemon.services.incidents.steps(incident.id)
+    assert (steps["resolve:pagerduty"].status, steps["resolve:pagerduty"].attempts) == ("done", 2)
+    assert "rolled back" in summary_text(bot, room) and f"<@{bot.ic}>" in summary_text(bot, room)
+
+
+async def test_a_resolve_after_everything_was_done_says_so(bot: Bot) -> None:
+    room = await bot.declare("sev3 auth")
+    first = await bot.run("/incident resolve", channel=room)
+    assert first.outcome == "ok", first.text
+    assert bot.world.pagerduty is not None
+    calls = len(bot.world.pagerduty.calls), len(bot.world.slack.calls)
+
+    second = await bot.run("/incident resolve", channel=room)
+
+    incident = await incident_of(bot, room)
+    assert all(r.ephemeral for r in second.replies)
+    assert f"already resolved: at {incident.resolved_at:%H:%M} UTC by <@{bot.ic}>; everything was done" in second.text
+    assert len(bot.world.pagerduty.calls) == calls[0], "nothing was done again"
+    assert not [
+        c for c in bot.world.slack.calls[calls[1] :] if c.method in ("conversations.setTopic", "chat.update")
+    ], "nothing was done again"
+
+
+async def test_a_resolve_while_the_declaration_is_finishing_is_refused(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with declaration_before_its_last_step(bot, monkeypatch, "sev2 checkout") as room:
+        early = await bot.run("/incident resolve", channel=room)
+
+        assert early.outcome == "user_error", early.text
+        assert all(r.ephemeral for r in early.replies)
+        assert "the declaration is still finishing" in early.text and "acknowledg" in early.text
+        assert "run `/incident resolve` again in a few seconds" in early.text.lower()
+        assert (await incident_of(bot, room)).is_open
+        assert not [e for e in await bot.timeline(room) if e.type == "status_change"]
+
+    run = await bot.run("/incident resolve", channel=room)
+
+    assert run.outcome == "ok", run.text
+    incident = await incident_of(bot, room)
+    assert not incident.is_open
+    assert "PagerDuty: 3 of 3 pages resolved" in run.text
+    assert {p["status"] for p in pd_pages(bot, incident).values()} == {"resolved"}
+
+
+async def test_the_archive_holds_the_resolve_and_its_outcomes(bot: Bot, archive_dir: Path) -> None:
+    room = await bot.declare("sev2 checkout")
+
+    run = await bot.run("/incident resolve fixed", channel=room)
+
+    assert run.outcome == "ok", run.text
+    incident = await incident_of(bot, room)
+    manifest = json.loads((archive_dir / incident.id / "manifest.json").read_text())
+    archived = [
+        json.loads(line)
+        for line in gzip.decompress((archive_dir / incident.id / "timeline.jsonl.gz").read_bytes()).splitlines()
+    ]
+    assert manifest["count"] == len(archived)
+    types = [e["type"] for e in archived]
+    assert types.count("status_change") == 1
+    resolved = {
+        e["payload"]["pd_incident"]
+        for e in archived
+        if e["type"] == "alert" and e["payload"].get("status") == "resolved"
+    }
+    assert resolved == {str(p["id"]) for p in pd_pages(bot, incident).values()}, "the pages the resolve closed"
+    stored = await bot.timeline(room)
+    assert {e.id for e in stored if e.type in ("status_change", "alert")} <= {e["id"] for e in archived}
