@@ -31,6 +31,7 @@ from chatops.incidents.declare import DECLARE_STEP
 from chatops.incidents.model import Incident, StepOutcome, StepStatus
 from chatops.incidents.naming import elapsed_text, resolved_topic_text
 from chatops.incidents.pinned import SummaryMissing, edit_summary
+from chatops.incidents.step_lines import step_line
 from chatops.incidents.summary import with_resolution
 from chatops.timeline.archive import ARCHIVE_OBJECT, archive_incident, target_for
 from chatops.timeline.events import EventType
@@ -182,8 +183,8 @@ async def _run_steps(ctx: Context, resolved: Incident, todo: tuple[str, ...], te
 
 
 async def _step(ctx: Context, incident: Incident, name: str, work: Awaitable[str], text: str) -> str:
-    """Run one step (:func:`_guard`), then record it: ``failed`` when its line is a warning, else ``done``."""
-    line = await _guard(ctx, _WHAT[name], work)
+    """Run one step (:func:`step_line`), then record it: ``failed`` when its line is a warning, else ``done``."""
+    line = await step_line(ctx, "resolve", _WHAT[name], work)
     failed = line.startswith(":warning:")
     detail: dict[str, Any] = {"summary": text, "line": line, "by": ctx.user_id}
     try:
@@ -201,19 +202,6 @@ async def _step(ctx: Context, incident: Incident, name: str, work: Awaitable[str
         except Exception:
             log.exception("could not record a failed resolve step", extra={"incident": incident.id})
     return line
-
-
-async def _guard(ctx: Context, what: str, work: Awaitable[str]) -> str:
-    """A step's line for the reply; an unexpected failure becomes a line too (logged with the correlation id)."""
-    try:
-        return await work
-    except Exception as exc:
-        log.exception(
-            "resolve step crashed", extra={"step": what, "correlation_id": ctx.correlation_id, "error": repr(exc)}
-        )
-        return (
-            f":warning: {what}: failed unexpectedly ({type(exc).__name__}, ref `{ctx.correlation_id}`) — do it by hand"
-        )
 
 
 async def _status_event(ctx: Context, before: Incident, after: Incident, text: str, took: str) -> str:

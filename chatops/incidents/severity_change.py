@@ -26,6 +26,7 @@ from chatops.incidents.declare import _pd_manual_link, page_role, stage_comms_dr
 from chatops.incidents.model import Incident
 from chatops.incidents.naming import topic_text
 from chatops.incidents.pinned import SummaryMissing, edit_summary
+from chatops.incidents.step_lines import step_line
 from chatops.incidents.summary import with_severity
 from chatops.policy.models import Service, Severity
 from chatops.timeline.events import EventType
@@ -75,15 +76,17 @@ async def change_severity(ctx: Context, new: Severity) -> None:
     upgrade = old is None or new.rank < old.rank
     notes = [await _event(ctx, incident, new, old_label, upgrade)]
     service = ctx.policy.services.get(current.service)
-    steps: list[Awaitable[str]] = [_guard(ctx, "topic", _topic(ctx, current, new))]
-    steps.append(_guard(ctx, "pinned summary", _summary(ctx, current, new)))
+    steps: list[Awaitable[str]] = [step_line(ctx, "severity change", "topic", _topic(ctx, current, new))]
+    steps.append(step_line(ctx, "severity change", "pinned summary", _summary(ctx, current, new)))
     if service is None:
         notes.append(f":warning: `{current.service}` is not in policy/services.yaml any more: page and draft by hand")
     else:
         if upgrade:
-            steps.append(_guard(ctx, "paging", _page_added_roles(ctx, current, new, old_label, service)))
+            steps.append(
+                step_line(ctx, "severity change", "paging", _page_added_roles(ctx, current, new, old_label, service))
+            )
         if new.comms.customer_facing:
-            steps.append(_guard(ctx, "comms draft", _comms_draft(ctx, current, new, service)))
+            steps.append(step_line(ctx, "severity change", "comms draft", _comms_draft(ctx, current, new, service)))
     notes += await asyncio.gather(*steps)
     if not upgrade:
         notes.append("downgrade: nobody paged (pages already sent stay open, at their urgency)")
@@ -93,15 +96,6 @@ async def change_severity(ctx: Context, new: Severity) -> None:
     log.info(
         "severity changed", extra={"incident": current.id, "from": incident.severity, "to": new.name, "by": ctx.user_id}
     )
-
-
-async def _guard(ctx: Context, what: str, work: Awaitable[str]) -> str:
-    try:
-        return await work
-    except Exception as exc:
-        log.exception("severity change step crashed", extra={"step": what, "correlation_id": ctx.correlation_id})
-        failed = f"{type(exc).__name__}, ref `{ctx.correlation_id}`"
-        return f":warning: {what}: failed unexpectedly ({failed}) — do it by hand"
 
 
 async def _event(ctx: Context, before: Incident, new: Severity, old_label: str, upgrade: bool) -> str:
