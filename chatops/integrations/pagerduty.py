@@ -232,34 +232,35 @@ class PagerDutyClient:
         items = await self._call(lambda: self._pd.list_all("/incidents", params=params))
         return [PDIncident.from_json(item) for item in items]
 
+    async def _update(self, incident_id: str, change: dict[str, str], *, accept: tuple[int, ...]) -> int | None:
+        """``PUT /incidents/{id}`` as ``from_email``: ``None``, or the PagerDuty error code in ``accept`` it answered
+        (e.g. 1001 "already resolved"); any other refusal raises :class:`IntegrationError`."""
+        path = f"/incidents/{quote(incident_id, safe='')}"
+        body = {"type": "incident_reference", **change}
+        try:
+            await self._call(lambda: self._pd.rput(path, json=body), client_errors=True)
+        except _ClientError as err:
+            if err.code in accept:
+                return err.code
+            raise err.to_integration_error() from err
+        return None
+
     async def acknowledge(
         self,
         incident_id: str,
     ) -> Literal["acknowledged", "already_acknowledged", "already_resolved"]:
-        """Acknowledge an incident as ``from_email``; PagerDuty's 1002 and 1001 answers are successes too."""
-        path = f"/incidents/{quote(incident_id, safe='')}"
-        body = {"type": "incident_reference", "status": "acknowledged"}
-        try:
-            await self._call(lambda: self._pd.rput(path, json=body), client_errors=True)
-        except _ClientError as err:
-            if err.code == _ALREADY_ACKNOWLEDGED:
-                return "already_acknowledged"
-            if err.code == _ALREADY_RESOLVED:
-                return "already_resolved"
-            raise err.to_integration_error() from err
-        return "acknowledged"
+        """Acknowledge an incident; PagerDuty's 1002 and 1001 answers are successes too."""
+        code = await self._update(
+            incident_id, {"status": "acknowledged"}, accept=(_ALREADY_ACKNOWLEDGED, _ALREADY_RESOLVED)
+        )
+        if code == _ALREADY_ACKNOWLEDGED:
+            return "already_acknowledged"
+        return "already_resolved" if code == _ALREADY_RESOLVED else "acknowledged"
 
     async def resolve(self, incident_id: str) -> Literal["resolved", "already_resolved"]:
-        """Resolve an incident as ``from_email``; PagerDuty's 1001 (already resolved) answer is a success too."""
-        path = f"/incidents/{quote(incident_id, safe='')}"
-        body = {"type": "incident_reference", "status": "resolved"}
-        try:
-            await self._call(lambda: self._pd.rput(path, json=body), client_errors=True)
-        except _ClientError as err:
-            if err.code == _ALREADY_RESOLVED:
-                return "already_resolved"
-            raise err.to_integration_error() from err
-        return "resolved"
+        """Resolve an incident; PagerDuty's 1001 (already resolved) answer is a success too."""
+        code = await self._update(incident_id, {"status": "resolved"}, accept=(_ALREADY_RESOLVED,))
+        return "already_resolved" if code == _ALREADY_RESOLVED else "resolved"
 
     async def get_incident(self, incident_id: str) -> PDIncident:
         """The incident ``incident_id`` as PagerDuty has it now (status, urgency, ...)."""
@@ -270,16 +271,9 @@ class PagerDutyClient:
     async def set_urgency(
         self, incident_id: str, urgency: Literal["high", "low"]
     ) -> Literal["updated", "already_resolved"]:
-        """Change an incident's urgency as ``from_email``; a resolved incident (PagerDuty's 1001) is reported."""
-        path = f"/incidents/{quote(incident_id, safe='')}"
-        body = {"type": "incident_reference", "urgency": urgency}
-        try:
-            await self._call(lambda: self._pd.rput(path, json=body), client_errors=True)
-        except _ClientError as err:
-            if err.code == _ALREADY_RESOLVED:
-                return "already_resolved"
-            raise err.to_integration_error() from err
-        return "updated"
+        """Change an incident's urgency; a resolved incident (PagerDuty's 1001) is reported."""
+        code = await self._update(incident_id, {"urgency": urgency}, accept=(_ALREADY_RESOLVED,))
+        return "already_resolved" if code == _ALREADY_RESOLVED else "updated"
 
     async def create_incident(
         self,
